@@ -1,0 +1,3 @@
+from poselib.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,61 @@
+"""The ``poselib`` command line: one sub-command per module under :mod:`poselib.commands`.
+
+Each command module defines ``HELP`` (one line), ``add_arguments(parser)`` and ``run(args) -> int``; modules are
+imported only when their command runs, so ``poselib --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+#: command name -> module defining it
+COMMANDS: dict[str, str] = {
+    "synth": "poselib.commands.synth",
+    "data": "poselib.commands.data",
+    "eval": "poselib.commands.evaluate",
+    "flops": "poselib.commands.flops",
+    "train": "poselib.commands.train",
+    "predict": "poselib.commands.predict",
+    "bench": "poselib.commands.bench",
+    "book": "poselib.commands.book",
+}
+
+COMMAND_HELP: dict[str, str] = {
+    "synth": "render a SynthPose data set in COCO keypoint format",
+    "data": "inspect a COCO keypoint file, or download COCO 2017",
+    "eval": "COCO keypoint or box evaluation of a results file",
+    "flops": "parameters and multiply-accumulates (GMACs) of a registered model",
+    "train": "train a method under a preset",
+    "predict": "run a trained method on images; draws skeletons and writes COCO results",
+    "bench": "speed benchmarks",
+    "book": "execute the notebooks with papermill and render the book",
+}
+
+
+def build_parser(argv: list[str]) -> tuple[argparse.ArgumentParser, object]:
+    parser = argparse.ArgumentParser(prog="poselib", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    chosen = next((a for a in argv if not a.startswith("-")), None)
+    module = None
+    for name, help_text in COMMAND_HELP.items():
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        if name == chosen:
+            module = importlib.import_module(COMMANDS[name])
+            module.add_arguments(p)
+    return parser, module
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser, module = build_parser(argv)
+    args = parser.parse_args(argv)
+    if module is None:
+        parser.print_help()
+        return 0 if not argv else 2
+    try:
+        return int(module.run(args) or 0)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130

@@ -1,0 +1,1 @@
+"""Command-line faces of poselib: one module per ``poselib`` sub-command (see :mod:`poselib.cli`)."""
