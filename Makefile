@@ -12,11 +12,12 @@ PYTEST_ARGS ?=
 
 setup: $(STAMP)
 
-# Reinstalls only when the lock file or pyproject changes; uv when available (seconds), pip otherwise.
+# Reinstalls only when the lock file or pyproject changes. Bytecode is compiled at install time because
+# PYTHONDONTWRITEBYTECODE may be set, and torch imported from source costs every process many seconds.
 $(STAMP): requirements.lock pyproject.toml
 	@command -v uv >/dev/null 2>&1 || $(PYTHON) -m pip install --quiet uv
 	@test -x $(BIN)/python || uv venv --quiet --python $(PYTHON) $(VENV)
-	VIRTUAL_ENV=$(VENV) uv pip install --quiet -r requirements.lock
+	VIRTUAL_ENV=$(VENV) uv pip install --quiet --compile-bytecode -r requirements.lock
 	VIRTUAL_ENV=$(VENV) uv pip install --quiet --no-deps -e .
 	$(BIN)/python -m ipykernel install --sys-prefix --name python3 >/dev/null
 	@touch $(STAMP)

@@ -1,0 +1,36 @@
+"""The training engine: one loop for every method, checkpoints, DDP, result records, FLOPs, the model cache.
+
+The engine knows no particular model or data set. Main names::
+
+    Trainer, TrainConfig, TrainResult, TrainingDiverged   # poselib.engine.trainer
+    write_record, read_records, records_table             # poselib.engine.records
+    count_macs, count_params                              # poselib.engine.flops
+    run_dir, config_hash, is_trained                      # poselib.engine.cache
+    init_distributed, is_main_process, all_reduce_mean    # poselib.engine.distributed
+"""
+
+from poselib.engine.cache import config_hash, is_trained, run_dir
+from poselib.engine.distributed import all_reduce_mean, init_distributed, is_main_process
+from poselib.engine.flops import count_macs, count_params
+from poselib.engine.records import file_sha256, read_records, records_table, write_record
+from poselib.engine.trainer import TrainConfig, Trainer, TrainingDiverged, TrainResult, read_metrics_log
+
+__all__ = [
+    "TrainConfig",
+    "TrainResult",
+    "Trainer",
+    "TrainingDiverged",
+    "all_reduce_mean",
+    "config_hash",
+    "count_macs",
+    "count_params",
+    "file_sha256",
+    "init_distributed",
+    "is_main_process",
+    "is_trained",
+    "read_metrics_log",
+    "read_records",
+    "records_table",
+    "run_dir",
+    "write_record",
+]

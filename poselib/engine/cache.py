@@ -1,0 +1,51 @@
+"""Trained-model cache: one run folder per (name, configuration), so nothing is trained twice.
+
+``run_dir("simple_baseline", config)`` is ``<cache_root>/runs/simple_baseline-<hash>``; a
+:class:`~poselib.engine.trainer.Trainer` pointed at it returns the model from ``final.pt`` when the run is finished
+and resumes from ``last.pt`` when it was interrupted.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any, Mapping
+
+from poselib import paths
+from poselib.engine.records import dump_json, to_jsonable
+
+HASH_CHARS = 12
+
+
+def config_hash(config: Mapping[str, Any]) -> str:
+    """First 12 hex characters of the SHA-256 of the config as compact sorted-key JSON.
+
+    Key order does not matter; types do (``1`` and ``1.0`` hash differently), and tuples hash like lists.
+    """
+    text = json.dumps(to_jsonable(config), sort_keys=True, separators=(",", ":"), allow_nan=False)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:HASH_CHARS]
+
+
+def run_dir(name: str, config: Mapping[str, Any], root: str | Path | None = None) -> Path:
+    """The run folder ``(root or cache_root()) / "runs" / f"{name}-{config_hash(config)}"``, created with the
+    config in ``config.json``."""
+    if not name or "/" in name or "\\" in name or name.startswith("."):
+        raise ValueError(f"run name {name!r} must be a plain folder name (no slashes, not starting with '.')")
+    folder = Path(root or paths.cache_root()) / "runs" / f"{name}-{config_hash(config)}"
+    folder.mkdir(parents=True, exist_ok=True)
+    config_file = folder / "config.json"
+    text = dump_json(config)
+    if config_file.is_file():
+        if json.loads(config_file.read_text()) != json.loads(text):
+            raise RuntimeError(f"{config_file}: holds a different config with the same hash; delete the folder")
+    else:
+        tmp = folder / ".config.json.tmp"
+        tmp.write_text(text)
+        tmp.replace(config_file)
+    return folder
+
+
+def is_trained(folder: str | Path) -> bool:
+    """True when ``folder`` holds a finished run (``final.pt``)."""
+    return (Path(folder) / "final.pt").is_file()

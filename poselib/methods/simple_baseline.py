@@ -1,0 +1,43 @@
+"""Part 0's first model: Simple Baselines (ResNet + deconvolutions) trained top-down with ground-truth boxes.
+
+The same recipe runs at every scale; only the preset's numbers differ: a ResNet-18 with narrow deconvolutions on
+small crops for ``smoke`` and ``cpu``, the paper's ResNet-50 at 256x192 for ``gpu`` and ``coco``.
+"""
+
+from __future__ import annotations
+
+from poselib.methods.topdown import TopDownRecipe
+from poselib.presets import PRESET_DATASET, check_preset
+
+METHOD = "simplebaseline"
+
+
+def recipe(preset: str = "cpu", **overrides) -> TopDownRecipe:
+    """The Simple Baselines recipe for ``preset``; keyword ``overrides`` replace recipe fields."""
+    check_preset(preset)
+    dataset = PRESET_DATASET[preset]
+    if preset == "smoke":
+        base = TopDownRecipe(
+            name=METHOD, model="simplebaseline-r18", dataset=dataset, input_size=(128, 96), sigma=2.0,
+            model_kwargs={"width": 16, "deconv_channels": 32},
+            train=dict(epochs=2, batch_size=16, optimizer="adam", lr=2e-3, schedule="constant", num_workers=0, log_every=2),
+        )
+    elif preset == "cpu":
+        base = TopDownRecipe(
+            name=METHOD, model="simplebaseline-r18", dataset=dataset, input_size=(128, 96), sigma=2.0,
+            model_kwargs={"width": 16, "deconv_channels": 32},
+            train=dict(epochs=6, batch_size=32, optimizer="adam", lr=2e-3, schedule="step", milestones=(4, 5),
+                       gamma=0.2, num_workers=2, log_every=10),
+        )
+    else:  # gpu and coco: the paper's ResNet-50 setting (Xiao et al. 2018, Table 1: 256x192, 140 epochs)
+        base = TopDownRecipe(
+            name=METHOD, model="simplebaseline-r50", dataset=dataset, input_size=(256, 192), sigma=2.0,
+            model_kwargs={"pretrained": preset == "coco"},
+            train=dict(epochs=140, batch_size=64, optimizer="adam", lr=1e-3, schedule="step", milestones=(90, 120),
+                       gamma=0.1, num_workers=8, log_every=50, amp=True),
+            blur_kernel=0,
+        )
+    fields = {**base.__dict__, **overrides}
+    if "train" in overrides:
+        fields["train"] = {**base.train, **overrides["train"]}
+    return TopDownRecipe(**fields)

@@ -1,0 +1,279 @@
+"""Top-down heatmap methods: person crops in, one heatmap per keypoint out.
+
+A :class:`TopDownRecipe` names everything a run needs (model, input size, target sigma, augmentation, training
+schedule, test-time decoding); :func:`train` trains it through :class:`poselib.engine.Trainer` with the trained
+model cached by the recipe's hash, and :func:`evaluate` measures COCO keypoint AP with ground-truth or detected
+boxes. Part 0's Simple Baselines model uses it as is; MSPN and RSN plug in their own models and losses.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+from torch import nn
+
+from poselib.codecs import decode, heatmap
+from poselib.data.datasets import TopDownDataset
+from poselib.data.transforms import AugmentConfig
+from poselib.engine import Trainer, TrainConfig, TrainResult
+from poselib.engine.cache import run_dir
+from poselib.engine.flops import count_macs
+from poselib.engine.records import file_sha256
+from poselib.evaluation import evaluate_keypoints, oks_nms, poses_to_coco_results
+from poselib.losses import keypoint_mse
+from poselib.methods.splits import dataset_split
+from poselib.models import build_model
+from poselib.presets import resolve_device
+
+
+@dataclass(frozen=True)
+class TopDownRecipe:
+    """Everything that defines a trained top-down model (its hash keys the model cache)."""
+
+    name: str
+    model: str  # a name in poselib.models.registry
+    dataset: str  # see poselib.methods.splits.dataset_split
+    input_size: tuple[int, int] = (256, 192)  # (H, W) of the person crop
+    sigma: float = 2.0  # target Gaussian sigma in heatmap cells
+    model_kwargs: dict = field(default_factory=dict)
+    augment: bool = True
+    train: dict = field(default_factory=dict)  # TrainConfig fields
+    flip_test: bool = True
+    blur_kernel: int = 0  # post-Gaussian blur of the predicted maps (0: off)
+    decoder: str = "quarter"  # "argmax" | "quarter" | "top2"
+    val_every_epoch: bool = True
+
+
+class HeatmapTargets:
+    """Dataset encoder adding ``heatmaps (K,h,w)`` and ``target_weight (K,)`` to a top-down sample."""
+
+    def __init__(self, input_size: tuple[int, int], stride: int, sigma: float):
+        self.heatmap_size = (input_size[0] // stride, input_size[1] // stride)
+        self.stride = stride
+        self.sigma = sigma
+
+    def __call__(self, sample: dict) -> dict:
+        maps, weights = heatmap.encode_heatmaps(sample["keypoints"][None], self.heatmap_size, self.stride, self.sigma)
+        sample["heatmaps"], sample["target_weight"] = maps[0], weights[0]
+        return sample
+
+
+def heatmap_step(model: nn.Module, batch: dict) -> tuple[torch.Tensor, dict[str, float]]:
+    """Training step of a single-output heatmap model: weighted MSE against ``batch["heatmaps"]``."""
+    pred = model(batch["image"])
+    loss = keypoint_mse(pred, batch["heatmaps"], batch["target_weight"])
+    return loss, {}
+
+
+def _train_config(recipe: TopDownRecipe, seed: int, device: str, progress: bool) -> TrainConfig:
+    return TrainConfig(**{**recipe.train, "seed": seed, "device": device, "progress": progress})
+
+
+def build_datasets(recipe: TopDownRecipe, seed: int = 0, boxes: str | Path = "gt") -> tuple[TopDownDataset, TopDownDataset]:
+    """Training set (augmented, with targets) and validation set (no augmentation) of the recipe's data set."""
+    model = build_model(recipe.model, **recipe.model_kwargs)
+    stride = getattr(model, "stride", 4)
+    train_ann, train_images = dataset_split(recipe.dataset, "train")
+    val_ann, val_images = dataset_split(recipe.dataset, "val")
+    train_set = TopDownDataset(
+        train_ann,
+        train_images,
+        input_size=recipe.input_size,
+        augment=AugmentConfig() if recipe.augment else None,
+        encoder=HeatmapTargets(recipe.input_size, stride, recipe.sigma),
+        seed=seed,
+    )
+    val_set = TopDownDataset(val_ann, val_images, input_size=recipe.input_size, boxes=boxes)
+    return train_set, val_set
+
+
+@dataclass
+class TrainedTopDown:
+    recipe: TopDownRecipe
+    model: nn.Module
+    run_dir: Path
+    result: TrainResult
+    seed: int
+
+    @property
+    def metrics_log(self) -> Path:
+        return self.run_dir / "metrics.jsonl"
+
+
+def train(
+    recipe: TopDownRecipe,
+    *,
+    seed: int = 0,
+    device: str = "auto",
+    progress: bool = True,
+    step_fn: Callable = heatmap_step,
+) -> TrainedTopDown:
+    """Train ``recipe`` (or load it from the model cache when this exact recipe and seed were trained before).
+
+    Validation AP with ground-truth boxes is logged at every epoch end when ``recipe.val_every_epoch``.
+    Interrupted runs resume from their last checkpoint.
+    """
+    device = str(resolve_device(device))
+    model = build_model(recipe.model, **recipe.model_kwargs)
+    train_set, val_set = build_datasets(recipe, seed)
+    # the data's hash is part of the key: a regenerated data set must not reuse a model trained on the old one
+    data_hash = file_sha256(train_set.ann_path)
+    folder = run_dir(recipe.name, {"recipe": asdict(recipe), "seed": seed, "train_data_sha256": data_hash})
+    trainer = Trainer(_train_config(recipe, seed, device, progress), folder)
+    val_fn = None
+    if recipe.val_every_epoch:
+        val_recipe = replace(recipe, flip_test=False)
+
+        def val_fn(m: nn.Module) -> dict[str, float]:
+            return {"val_AP": evaluate(m, val_recipe, val_set, device=device, progress=False)["AP"]}
+
+    result = trainer.fit(model, train_set, step_fn, val_fn=val_fn)
+    return TrainedTopDown(recipe, result.model, folder, result, seed)
+
+
+def model_heatmaps(model: nn.Module, images: torch.Tensor) -> torch.Tensor:
+    """The model's final heatmaps: multi-output models (lists, per stage) contribute their last output."""
+    out = model(images)
+    while isinstance(out, (list, tuple)):
+        out = out[-1]
+    return out
+
+
+@torch.no_grad()
+def predict(
+    model: nn.Module,
+    recipe: TopDownRecipe,
+    dataset: TopDownDataset,
+    *,
+    device: str = "auto",
+    batch_size: int = 64,
+    progress: bool = True,
+) -> dict[str, np.ndarray]:
+    """Run the model on every crop of ``dataset``.
+
+    Returns arrays over the crops: ``poses (N,17,3)`` in image pixels with keypoint scores, ``scores (N,)`` (box
+    score times the mean of keypoint scores above 0.2, as in Simple Baselines/MSPN), ``image_ids``, ``ann_ids``
+    (-1 for detector boxes), ``areas``.
+    """
+    from tqdm import tqdm
+
+    device_t = resolve_device(device)
+    model = model.to(device_t).eval()
+    stride = getattr(model, "stride", 4)
+    loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=0)
+    poses, scores, image_ids, ann_ids, areas = [], [], [], [], []
+    for batch in tqdm(loader, desc="predict", disable=not progress, leave=False):
+        images = batch["image"].to(device_t)
+        maps = model_heatmaps(model, images)
+        if recipe.flip_test:
+            maps = decode.flip_average(maps, model_heatmaps(model, images.flip(3)))
+        if recipe.blur_kernel:
+            maps = decode.gaussian_blur(maps, recipe.blur_kernel)
+        maps = maps.float().cpu()
+        if recipe.decoder == "argmax":
+            coords, kp_scores = decode.decode_argmax(maps)
+        elif recipe.decoder == "top2":
+            coords, kp_scores = decode.decode_top2_average(maps)
+        else:
+            coords, kp_scores = decode.decode_quarter_offset(maps)
+        xy = decode.heatmap_coords_to_image(coords, stride, batch["crop_to_image"].float())
+        confident = kp_scores > 0.2
+        mean_conf = (kp_scores * confident).sum(1) / confident.sum(1).clamp(min=1)
+        poses.append(torch.cat([xy, kp_scores[..., None]], dim=-1).numpy())
+        scores.append((mean_conf * batch["score"].float()).numpy())
+        image_ids.append(batch["image_id"].numpy())
+        ann_ids.append(batch["ann_id"].numpy())
+        areas.append(batch["area"].float().numpy())
+    if not poses:
+        empty = np.zeros((0,))
+        return {"poses": np.zeros((0, 17, 3)), "scores": empty, "image_ids": empty.astype(int), "ann_ids": empty.astype(int), "areas": empty}
+    return {
+        "poses": np.concatenate(poses),
+        "scores": np.concatenate(scores),
+        "image_ids": np.concatenate(image_ids),
+        "ann_ids": np.concatenate(ann_ids),
+        "areas": np.concatenate(areas),
+    }
+
+
+def nms_per_image(predictions: dict[str, np.ndarray], threshold: float = 0.9) -> dict[str, np.ndarray]:
+    """OKS-NMS among the poses of each image (needed with detector boxes, harmless with ground-truth boxes)."""
+    keep: list[np.ndarray] = []
+    for image_id in np.unique(predictions["image_ids"]):
+        idx = np.flatnonzero(predictions["image_ids"] == image_id)
+        kept = oks_nms(predictions["poses"][idx], predictions["scores"][idx], predictions["areas"][idx], threshold)
+        keep.append(idx[np.asarray(kept, dtype=int)])
+    order = np.sort(np.concatenate(keep)) if keep else np.zeros(0, dtype=int)
+    return {key: value[order] for key, value in predictions.items()}
+
+
+def evaluate(
+    model: nn.Module,
+    recipe: TopDownRecipe,
+    dataset: TopDownDataset,
+    *,
+    device: str = "auto",
+    progress: bool = True,
+    results_path: str | Path | None = None,
+    use_nms: bool | None = None,
+) -> dict[str, float]:
+    """COCO keypoint AP of ``model`` on ``dataset``'s boxes, evaluated on all of the data set's images.
+
+    OKS-NMS is applied when the boxes come from a detector (``use_nms=None`` decides from the data set).
+    """
+    from poselib.evaluation.results import write_results
+
+    predictions = predict(model, recipe, dataset, device=device, progress=progress)
+    from_detector = bool((predictions["ann_ids"] < 0).any())
+    if use_nms or (use_nms is None and from_detector):
+        predictions = nms_per_image(predictions)
+    results = poses_to_coco_results(predictions["image_ids"], predictions["poses"], predictions["scores"])
+    if results_path is not None:
+        write_results(results_path, results)
+    return evaluate_keypoints(str(dataset.ann_path), results)
+
+
+def recipe_from_dict(fields: dict) -> TopDownRecipe:
+    """Rebuild a recipe from its JSON form (as stored in a run folder's ``config.json``)."""
+    fields = dict(fields)
+    fields["input_size"] = tuple(fields["input_size"])
+    return TopDownRecipe(**fields)
+
+
+def load_trained(checkpoint: str | Path) -> tuple[nn.Module, TopDownRecipe]:
+    """Model and recipe from a run folder (or its ``final.pt`` / ``last.pt``) written by :func:`train`."""
+    import json
+
+    path = Path(checkpoint)
+    folder = path if path.is_dir() else path.parent
+    weights = folder / "final.pt" if path.is_dir() else path
+    config_path = folder / "config.json"
+    if not weights.is_file():
+        raise FileNotFoundError(f"{weights}: no checkpoint here (train first, or pass last.pt of an unfinished run)")
+    if not config_path.is_file():
+        raise FileNotFoundError(f"{config_path}: missing; the checkpoint's folder must hold the run's config.json")
+    recipe = recipe_from_dict(json.loads(config_path.read_text())["recipe"])
+    kwargs = dict(recipe.model_kwargs)
+    if "pretrained" in kwargs:  # the checkpoint holds the weights; don't fetch ImageNet ones again
+        kwargs["pretrained"] = False
+    model = build_model(recipe.model, **kwargs)
+    state = torch.load(weights, map_location="cpu", weights_only=False)
+    model.load_state_dict(state["model"])
+    return model.eval(), recipe
+
+
+def complexity(recipe: TopDownRecipe) -> dict[str, float]:
+    """Parameters (millions) and GMACs of the recipe's model at its input size."""
+    return count_macs(build_model(recipe.model, **recipe.model_kwargs), recipe.input_size)
+
+
+def timed(fn: Callable, *args, **kwargs):
+    """``(result, seconds)`` of one call."""
+    start = time.perf_counter()
+    result = fn(*args, **kwargs)
+    return result, time.perf_counter() - start
