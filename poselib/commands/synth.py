@@ -49,8 +49,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     from poselib.data.synthpose.config import NAMED_CONFIGS, SPLITS
 
     parser.add_argument("--config", default="synthpose", choices=list(NAMED_CONFIGS),
-                        help="named configuration supplying size, knobs and (with --split) image count and seed (default: %(default)s)")
-    parser.add_argument("--split", choices=SPLITS, help="render this split of --config into the data folder, as ensure_split does")
+                        help="named configuration supplying size, knobs and (with --split) image count and seed "
+                             "(default: %(default)s)")
+    parser.add_argument("--split", choices=SPLITS,
+                        help="render this split of --config into the data folder, as ensure_split does")
     parser.add_argument("--out", type=Path, help="output folder (annotations.json and images/); required without --split")
     parser.add_argument("--num-images", type=int, help="number of images (default: the config's train size)")
     parser.add_argument("--seed", type=int, help="random seed (default: 0)")
@@ -59,11 +61,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     knobs = parser.add_argument_group("knobs (override the named configuration; see poselib.data.synthpose.SynthConfig)")
     knobs.add_argument("--size", type=_size, metavar="HxW", help="image size in pixels")
     knobs.add_argument("--people", type=_pair(int), metavar="MIN,MAX", help="people per image")
-    knobs.add_argument("--scale", type=_pair(float), metavar="MIN,MAX", help="person height as a fraction of the image height")
-    knobs.add_argument("--occlusion", type=float, metavar="X", help="0..1: how much people are pushed to overlap, plus foreground objects")
+    knobs.add_argument("--scale", type=_pair(float), metavar="MIN,MAX",
+                       help="person height as a fraction of the image height")
+    knobs.add_argument("--occlusion", type=float, metavar="X",
+                       help="0..1: how much people are pushed to overlap, plus foreground objects")
     knobs.add_argument("--clutter", type=float, metavar="X", help="0..1: background distractors and sensor noise")
     knobs.add_argument("--truncation", type=float, metavar="X", help="0..1: how far people may stick out of the image")
-    knobs.add_argument("--crowd-height", type=float, metavar="PX", help="people shorter than this are labelled as crowd regions")
+    knobs.add_argument("--crowd-height", type=float, metavar="PX",
+                       help="people shorter than this are labelled as crowd regions")
     knobs.add_argument("--crowd-prob", type=float, metavar="P", help="probability of a background crowd per image")
 
 
@@ -95,7 +100,8 @@ def run(args: argparse.Namespace) -> int:
             return 2
         spec = named.split(args.split)
         if args.force:
-            folder = generate(split_dir(args.config, args.split), spec.num_images, spec.seed, named.config, progress=not args.quiet)
+            folder = split_dir(args.config, args.split)
+            generate(folder, spec.num_images, spec.seed, named.config, progress=not args.quiet)
         else:
             folder = ensure_split(args.config, args.split, progress=not args.quiet)
         print(_summary(folder))

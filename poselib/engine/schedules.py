@@ -52,6 +52,7 @@ def lr_factor(
     - ``"warmup_linear"``: ``(step + 1) / warmup_steps`` during warm-up, then linear decay
       ``(total_steps - step) / (total_steps - warmup_steps)``, which reaches zero just after the last step.
     - ``"warmup_step"``: the same warm-up, then the ``"step"`` factor.
+
     ``"plateau"`` is not step-based (see :class:`LRSchedule`) and returns 1 here.
     """
     if schedule in ("constant", "plateau"):

@@ -1,0 +1,101 @@
+"""End to end on the smoke preset: train, evaluate, cache, record, predict (the faces users call)."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from poselib.cli import main
+from poselib.methods import get_method, simple_baseline, topdown
+
+
+@pytest.fixture(scope="module")
+def isolated(tmp_path_factory):
+    """Model cache and result records in a temporary folder; the (deterministic) smoke data stays shared."""
+    root = tmp_path_factory.mktemp("methods")
+    patch = pytest.MonkeyPatch()
+    patch.setenv("POSELIB_CACHE", str(root / "cache"))
+    patch.setenv("POSELIB_RESULTS", str(root / "results"))
+    yield root
+    patch.undo()
+
+
+@pytest.fixture(scope="module")
+def trained(isolated):
+    recipe = simple_baseline.recipe("smoke", train={"max_steps": 4})
+    return topdown.train(recipe, seed=0, progress=False)
+
+
+def test_unknown_method_is_named():
+    with pytest.raises(KeyError, match="simplebaseline"):
+        get_method("nope")
+
+
+def test_recipe_overrides_merge_training_fields():
+    recipe = simple_baseline.recipe("cpu", train={"epochs": 1})
+    assert recipe.train["epochs"] == 1 and recipe.train["optimizer"] == "adam"
+    with pytest.raises(ValueError, match="preset"):
+        simple_baseline.recipe("laptop")
+
+
+def test_training_is_cached_by_recipe_and_seed(trained):
+    assert (trained.run_dir / "final.pt").is_file()
+    again = topdown.train(trained.recipe, seed=0, progress=False)
+    assert again.run_dir == trained.run_dir and again.result.cached
+    other = topdown.train(trained.recipe, seed=1, progress=False)
+    assert other.run_dir != trained.run_dir
+
+
+def test_evaluate_and_reload_give_the_same_predictions(trained):
+    _, val_set = topdown.build_datasets(trained.recipe)
+    first = topdown.predict(trained.model, trained.recipe, val_set, progress=False)
+    model, recipe = topdown.load_trained(trained.run_dir)
+    second = topdown.predict(model, recipe, val_set, progress=False)
+    assert recipe == trained.recipe
+    np.testing.assert_allclose(first["poses"], second["poses"], atol=1e-4)
+    assert len(first["poses"]) == len(val_set) and (first["ann_ids"] >= 0).all()
+    metrics = topdown.evaluate(model, recipe, val_set, progress=False)
+    assert set(metrics) >= {"AP", "AP50", "AR"} and 0.0 <= metrics["AP"] <= 1.0
+
+
+def test_nms_per_image_removes_duplicate_poses():
+    pose = np.zeros((17, 3))
+    pose[:, 0], pose[:, 1], pose[:, 2] = np.arange(17) * 3.0, np.arange(17) * 2.0, 1.0
+    predictions = {
+        "poses": np.stack([pose, pose + 0.1, pose + 40.0]),
+        "scores": np.array([0.9, 0.8, 0.7]),
+        "image_ids": np.array([1, 1, 1]),
+        "ann_ids": np.array([-1, -1, -1]),
+        "areas": np.array([2000.0, 2000.0, 2000.0]),
+    }
+    kept = topdown.nms_per_image(predictions)
+    assert kept["scores"].tolist() == [0.9, 0.7]
+
+
+def test_train_command_writes_a_record_and_prints_metrics(isolated, capsys):
+    assert main(["train", "--method", "simplebaseline", "--preset", "smoke", "--epochs", "1", "--no-progress"]) == 0
+    last = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert last["method"] == "simplebaseline" and "AP" in last
+    record = json.loads((isolated / "results" / "smoke" / "simplebaseline-seed0.json").read_text())
+    assert record["metrics"]["AP"] == last["AP"] and record["dataset"]["name"] == "synthpose-mini"
+
+
+def test_predict_command_draws_and_writes_results(trained, tmp_path):
+    _, val_set = topdown.build_datasets(trained.recipe)
+    image_id = val_set.coco.image_ids[0]
+    image = val_set.coco.image_path(image_id)
+    boxes = tmp_path / "boxes.json"
+    boxes.write_text(json.dumps({image.name: [ann["bbox"] + [0.9] for ann in val_set.coco.people[image_id]]}))
+    out = tmp_path / "out"
+    assert main(["predict", "--method", "simplebaseline", "--checkpoint", str(trained.run_dir), str(image), "--boxes", str(boxes), "--out", str(out)]) == 0
+    results = json.loads((out / "results.json").read_text())
+    assert results and all(len(r["keypoints"]) == 51 for r in results)
+    assert (out / f"{image.stem}_pose.png").is_file()
+
+
+def test_predict_command_names_a_bad_image(trained, tmp_path):
+    bad = tmp_path / "broken.jpg"
+    bad.write_bytes(b"not a jpeg")
+    with pytest.raises(SystemExit, match="broken.jpg"):
+        main(["predict", "--method", "simplebaseline", "--checkpoint", str(trained.run_dir), str(bad)])
