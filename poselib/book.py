@@ -237,8 +237,14 @@ def kernel_environment(preset: str, root: Path) -> Iterator[None]:
 
     ``POSELIB_ROOT`` points poselib at the checkout and ``POSELIB_PRESET`` names the preset. A non-inline
     ``MPLBACKEND`` (``agg`` is common in CI) is removed: with it, figures never reach the notebook outputs.
+    ``TQDM_DISABLE=1`` keeps progress bars out of the rendered pages, where every update would become a line;
+    the runner's own progress and a notebook opened by hand still show them.
     """
-    changes: dict[str, str | None] = {"POSELIB_ROOT": str(Path(root).resolve()), "POSELIB_PRESET": preset}
+    changes: dict[str, str | None] = {
+        "POSELIB_ROOT": str(Path(root).resolve()),
+        "POSELIB_PRESET": preset,
+        "TQDM_DISABLE": "1",
+    }
     backend = os.environ.get("MPLBACKEND")
     if backend is not None and "inline" not in backend:
         changes["MPLBACKEND"] = None
@@ -438,6 +444,9 @@ def _recorded_seconds(dst: Path) -> float | None:
         return None
 
 
+_GLUE_ROLE = re.compile(r"\{glue(?::[a-z]+)?\}`[^`]*`")
+
+
 def stage_unexecuted(src: Path, dst: Path, reason: str) -> None:
     """Copy a source notebook to ``dst`` unexecuted, with a note at the top saying why it has no outputs."""
     nb = nbformat.read(src, as_version=4)
@@ -447,6 +456,10 @@ def stage_unexecuted(src: Path, dst: Path, reason: str) -> None:
         "`make book` executes every chapter.\n"
         ":::"
     )
+    for cell in nb.cells:
+        if cell.cell_type == "markdown":
+            # glued numbers come from outputs this copy does not have; an unresolved key would fail the -W build
+            cell.source = _GLUE_ROLE.sub("*(computed when executed)*", cell.source)
     nb.cells.insert(0, note)
     nb.metadata[METADATA_KEY] = {"status": "not executed", "reason": reason, "source_sha256": _sha256(src)}
     dst.parent.mkdir(parents=True, exist_ok=True)

@@ -440,3 +440,29 @@ def test_config_keeps_hidden_folders_and_execution_off() -> None:
     assert set(config["parse"]["myst_enable_extensions"]) >= {"colon_fence", "dollarmath", "amsmath", "linkify",
                                                                "substitution"}
     assert (REPO_ROOT / config["bibtex_bibfiles"][0]).is_file()
+
+
+def test_unexecuted_copies_drop_glue_roles_so_the_build_stays_clean(tmp_path):
+    import nbformat
+
+    from poselib.book import stage_unexecuted
+
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_markdown_cell("AP is {glue:text}`ap:.3f` and {glue}`n`.")])
+    src, dst = tmp_path / "a.ipynb", tmp_path / "out" / "a.ipynb"
+    nbformat.write(nb, src)
+    stage_unexecuted(src, dst, "not selected")
+    text = "".join(cell.source for cell in nbformat.read(dst, as_version=4).cells)
+    assert "glue" not in text.split(":::")[-1] and "computed when executed" in text
+
+
+def test_kernel_environment_silences_progress_bars_and_restores(tmp_path, monkeypatch):
+    import os
+
+    from poselib.book import kernel_environment
+
+    monkeypatch.delenv("TQDM_DISABLE", raising=False)
+    monkeypatch.setenv("MPLBACKEND", "agg")
+    with kernel_environment("smoke", tmp_path):
+        assert os.environ["TQDM_DISABLE"] == "1" and os.environ["POSELIB_PRESET"] == "smoke"
+        assert "MPLBACKEND" not in os.environ
+    assert "TQDM_DISABLE" not in os.environ and os.environ["MPLBACKEND"] == "agg"

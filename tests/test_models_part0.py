@@ -57,3 +57,16 @@ def test_narrow_resnet_has_the_standard_layout_at_width_64():
     narrow = resnet(18, width=16)
     assert narrow.out_channels == (16, 32, 64, 128)
     assert [f.shape[1] for f in narrow(torch.zeros(1, 3, 64, 64)).values()] == [16, 32, 64, 128]
+
+
+def test_lateral_skips_add_to_the_deconvolutions_and_vanish_when_zeroed():
+    torch.manual_seed(0)
+    with_skips = build_model("simplebaseline-r18", width=8, deconv_channels=16, skips=True).eval()
+    plain = build_model("simplebaseline-r18", width=8, deconv_channels=16).eval()
+    missing, unexpected = plain.load_state_dict(with_skips.state_dict(), strict=False)
+    assert not missing and all(key.startswith("head.laterals") for key in unexpected)
+    images = torch.randn(2, 3, 64, 64)
+    assert not torch.allclose(with_skips(images), plain(images))
+    for lateral in with_skips.head.laterals:
+        torch.nn.init.zeros_(lateral[0].weight)
+    torch.testing.assert_close(with_skips(images), plain(images))

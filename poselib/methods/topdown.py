@@ -41,7 +41,7 @@ class TopDownRecipe:
     input_size: tuple[int, int] = (256, 192)  # (H, W) of the person crop
     sigma: float = 2.0  # target Gaussian sigma in heatmap cells
     model_kwargs: dict = field(default_factory=dict)
-    augment: bool = True
+    augment: bool | dict = True  # True: the papers' augmentation; a dict: AugmentConfig fields; False: none
     train: dict = field(default_factory=dict)  # TrainConfig fields
     flip_test: bool = True
     blur_kernel: int = 0  # post-Gaussian blur of the predicted maps (0: off)
@@ -74,6 +74,16 @@ def _train_config(recipe: TopDownRecipe, seed: int, device: str, progress: bool)
     return TrainConfig(**{**recipe.train, "seed": seed, "device": device, "progress": progress})
 
 
+def augment_config(augment: bool | dict) -> AugmentConfig | None:
+    """The recipe's ``augment`` field as an :class:`AugmentConfig` (``None`` for no augmentation)."""
+    if augment is True:
+        return AugmentConfig()
+    if not augment:
+        return None
+    fields = {k: tuple(v) if isinstance(v, list) else v for k, v in augment.items()}
+    return AugmentConfig(**fields)
+
+
 def build_datasets(recipe: TopDownRecipe, seed: int = 0, boxes: str | Path = "gt") -> tuple[TopDownDataset, TopDownDataset]:
     """Training set (augmented, with targets) and validation set (no augmentation) of the recipe's data set."""
     model = build_model(recipe.model, **recipe.model_kwargs)
@@ -84,7 +94,7 @@ def build_datasets(recipe: TopDownRecipe, seed: int = 0, boxes: str | Path = "gt
         train_ann,
         train_images,
         input_size=recipe.input_size,
-        augment=AugmentConfig() if recipe.augment else None,
+        augment=augment_config(recipe.augment),
         encoder=HeatmapTargets(recipe.input_size, stride, recipe.sigma),
         seed=seed,
     )
