@@ -34,6 +34,21 @@ COMMAND_HELP: dict[str, str] = {
 }
 
 
+class SizeError(argparse.ArgumentTypeError, ValueError):
+    """A size argument that is not ``HxW`` with positive integers."""
+
+
+def parse_size(text: str) -> tuple[int, int]:
+    """``"256x192"`` -> ``(256, 192)`` as ``(H, W)``; usable as an argparse ``type``.
+
+    Raises :class:`SizeError` (both an ``ArgumentTypeError``, so argparse shows its message, and a ``ValueError``).
+    """
+    parts = text.lower().split("x")
+    if len(parts) != 2 or not all(p.strip().isdigit() and int(p) > 0 for p in parts):
+        raise SizeError(f"size {text!r} must look like HxW with positive integers, e.g. 256x192")
+    return int(parts[0]), int(parts[1])
+
+
 def build_parser(argv: list[str]) -> tuple[argparse.ArgumentParser, object]:
     parser = argparse.ArgumentParser(prog="poselib", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")

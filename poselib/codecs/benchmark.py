@@ -17,21 +17,14 @@ from poselib.codecs.decode import DECODERS, flip_back, gaussian_blur
 from poselib.codecs.heatmap import encode_heatmaps
 from poselib.keypoints import FLIP_INDEX, NUM_KEYPOINTS
 from poselib.presets import resolve_device
-
-
-def _parse_size(text: str) -> tuple[int, int]:
-    try:
-        h, w = (int(v) for v in text.lower().split("x"))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"size must be HxW, got {text!r}") from None
-    return h, w
+from poselib.cli import parse_size
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="poselib bench decode", description=__doc__.splitlines()[0])
     parser.add_argument("--batch", type=int, default=64, help="maps per batch (N)")
     parser.add_argument("--keypoints", type=int, default=17, help="channels per map (K)")
-    parser.add_argument("--size", type=_parse_size, default=(64, 48), help="heatmap size HxW")
+    parser.add_argument("--size", type=parse_size, default=(64, 48), help="heatmap size HxW")
     parser.add_argument("--device", default="auto", help="auto, cpu or cuda")
     parser.add_argument("--repeats", type=int, default=20, help="timed runs per decoder (the median is reported)")
     parser.add_argument("--seed", type=int, default=0)

@@ -9,15 +9,9 @@ import argparse
 import json
 import sys
 
+from poselib.cli import parse_size
+
 HELP = "parameters and multiply-accumulates (GMACs) of a registered model"
-
-
-def parse_size(text: str) -> tuple[int, int]:
-    """``"256x192"`` -> ``(256, 192)`` (H, W); ``ValueError`` for anything else."""
-    parts = text.lower().split("x")
-    if len(parts) != 2 or not all(p.strip().isdigit() and int(p) > 0 for p in parts):
-        raise ValueError(f"input size {text!r} must look like HxW with positive integers, e.g. 256x192")
-    return int(parts[0]), int(parts[1])
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -41,18 +41,19 @@ def run(args: argparse.Namespace) -> int:
     import cv2
 
     from poselib.evaluation.results import poses_to_coco_results, write_results
-    from poselib.methods import get_method  # noqa: F401  (validates the method name through argparse choices)
-    from poselib.methods.topdown import load_trained, predict, nms_per_image
     from poselib.data.datasets import TopDownDataset
+    from poselib.keypoints import PERSON_CATEGORY
+    from poselib.methods.topdown import load_trained, nms_per_image, predict
     from poselib.viz import draw_poses_cv2
 
     model, recipe = load_trained(args.checkpoint)
     boxes = _read_boxes(args.boxes)
-    images, detections = [], []
+    images, detections, decoded = [], [], {}
     for image_id, path in enumerate(args.images, start=1):
         image = cv2.imread(str(path))
         if image is None:
             raise SystemExit(f"{path}: missing or not a readable image")
+        decoded[image_id] = image
         height, width = image.shape[:2]
         images.append({"id": image_id, "file_name": str(path.resolve()), "width": width, "height": height})
         for box in boxes.get(path.name, boxes.get(str(path), [[0, 0, width, height, 1.0]])):
@@ -63,8 +64,6 @@ def run(args: argparse.Namespace) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         ann = Path(tmp) / "images.json"
         dets = Path(tmp) / "boxes.json"
-        from poselib.keypoints import PERSON_CATEGORY
-
         ann.write_text(json.dumps({"images": images, "annotations": [], "categories": [PERSON_CATEGORY]}))
         dets.write_text(json.dumps(detections))
         dataset = TopDownDataset(ann, "/", input_size=recipe.input_size, boxes=dets)
@@ -73,8 +72,8 @@ def run(args: argparse.Namespace) -> int:
     write_results(args.out / "results.json", results)
     for info in images:
         mine = predictions["image_ids"] == info["id"]
-        rgb = cv2.cvtColor(cv2.imread(info["file_name"]), cv2.COLOR_BGR2RGB)
-        drawn = draw_poses_cv2(rgb, predictions["poses"][mine], min_score=args.min_score)
+        rgb = cv2.cvtColor(decoded[info["id"]], cv2.COLOR_BGR2RGB)
+        drawn = draw_poses_cv2(rgb, predictions["poses"][mine], min_score=args.min_score, ground_truth=False)
         target = args.out / (Path(info["file_name"]).stem + "_pose.png")
         cv2.imwrite(str(target), cv2.cvtColor(drawn, cv2.COLOR_RGB2BGR))
     print(f"{len(results)} poses on {len(images)} images; drawings and results.json in {args.out}")

@@ -15,6 +15,7 @@ import argparse
 import json
 import sys
 from pathlib import Path
+from poselib.cli import parse_size
 
 HELP = "render a SynthPose data set in COCO keypoint format"
 
@@ -23,14 +24,6 @@ _KNOBS = {
     "size": "image_size", "people": "people", "scale": "scale", "occlusion": "occlusion", "clutter": "clutter",
     "truncation": "truncation", "crowd_height": "crowd_height", "crowd_prob": "crowd_prob",
 }
-
-
-def _size(text: str) -> tuple[int, int]:
-    try:
-        h, w = (int(v) for v in text.lower().split("x"))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected HxW with integer pixels, e.g. 256x256; got {text!r}") from None
-    return h, w
 
 
 def _pair(cast):
@@ -59,7 +52,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--force", action="store_true", help="with --split: render again even if the split is current")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     knobs = parser.add_argument_group("knobs (override the named configuration; see poselib.data.synthpose.SynthConfig)")
-    knobs.add_argument("--size", type=_size, metavar="HxW", help="image size in pixels")
+    knobs.add_argument("--size", type=parse_size, metavar="HxW", help="image size in pixels")
     knobs.add_argument("--people", type=_pair(int), metavar="MIN,MAX", help="people per image")
     knobs.add_argument("--scale", type=_pair(float), metavar="MIN,MAX",
                        help="person height as a fraction of the image height")

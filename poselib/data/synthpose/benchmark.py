@@ -14,14 +14,7 @@ import time
 from pathlib import Path
 
 from poselib.data.synthpose.config import NAMED_CONFIGS, get_named_config
-
-
-def _size(text: str) -> tuple[int, int]:
-    try:
-        h, w = (int(v) for v in text.lower().split("x"))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected HxW, e.g. 256x256; got {text!r}") from None
-    return h, w
+from poselib.cli import parse_size
 
 
 def _one_thread() -> None:
@@ -38,7 +31,7 @@ def _one_thread() -> None:
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="poselib bench synth", description=__doc__.splitlines()[0])
     parser.add_argument("--num-images", type=int, default=300, help="images to render (default: %(default)s)")
-    parser.add_argument("--size", type=_size, metavar="HxW", help="image size (default: the config's)")
+    parser.add_argument("--size", type=parse_size, metavar="HxW", help="image size (default: the config's)")
     parser.add_argument("--config", default="synthpose", choices=list(NAMED_CONFIGS),
                         help="knobs to render with (default: %(default)s)")
     parser.add_argument("--seed", type=int, default=0)
