@@ -206,9 +206,11 @@ def check_image_files(index: CocoIndex, *, decode: bool = True, progress: bool =
     the width and height its record states. Returns the problems found (all fatal)."""
     from tqdm import tqdm
 
+    from poselib.progress import progress_disabled
+
     problems: list[Problem] = []
     path = str(index.path)
-    for image_id in tqdm(index.image_ids, desc="checking images", unit="img", disable=not progress):
+    for image_id in tqdm(index.image_ids, desc="checking images", unit="img", disable=progress_disabled(progress)):
         record = index.images[image_id]
         file = index.image_path(image_id)
         where = f"image {image_id}"

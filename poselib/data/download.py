@@ -153,10 +153,12 @@ def file_md5(path: str | PathLike, progress: bool = False) -> str:
     """Hex MD5 of a file, read in 1 MiB chunks."""
     from tqdm import tqdm
 
+    from poselib.progress import progress_disabled
+
     digest = hashlib.md5()
     path = Path(path)
     total = path.stat().st_size
-    with open(path, "rb") as f, tqdm(total=total, unit="B", unit_scale=True, desc=f"md5 {path.name}", disable=not progress) as bar:
+    with open(path, "rb") as f, tqdm(total=total, unit="B", unit_scale=True, desc=f"md5 {path.name}", disable=progress_disabled(progress)) as bar:
         while chunk := f.read(_CHUNK):
             digest.update(chunk)
             bar.update(len(chunk))
@@ -203,6 +205,8 @@ def download_file(
     :data:`CONNECT_TIMEOUT_S` connection check; it is tried once. Raises :class:`DownloadError`.
     """
     from tqdm import tqdm
+
+    from poselib.progress import progress_disabled
 
     dest = Path(dest)
     part = dest.with_name(dest.name + ".part")
@@ -265,7 +269,7 @@ def _transfer(url: str, part: Path, offset: int, size: int | None, opener: Opene
         written = offset
         try:
             with open(part, mode) as f, tqdm(
-                total=total, initial=offset, unit="B", unit_scale=True, desc=part.name[:-5], disable=not progress
+                total=total, initial=offset, unit="B", unit_scale=True, desc=part.name[:-5], disable=progress_disabled(progress)
             ) as bar:
                 while chunk := response.read(_CHUNK):
                     f.write(chunk)
@@ -287,6 +291,8 @@ def extract_archive(
     """
     from tqdm import tqdm
 
+    from poselib.progress import progress_disabled
+
     path, dest = Path(path), Path(dest)
     root = dest.resolve()
     try:
@@ -296,7 +302,7 @@ def extract_archive(
                 target = (dest / member.filename).resolve()
                 if root not in target.parents:
                     raise DownloadError(f"{path}: member {member.filename!r} would be written outside {dest}")
-            for member in tqdm(members, desc=f"extracting {path.name}", unit="file", disable=not progress):
+            for member in tqdm(members, desc=f"extracting {path.name}", unit="file", disable=progress_disabled(progress)):
                 archive.extract(member, dest)
     except zipfile.BadZipFile as exc:
         raise DownloadError(f"{path}: corrupt zip archive ({exc}); delete it and download it again") from None

@@ -35,6 +35,8 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 from tqdm import tqdm
 
+from poselib.progress import progress_disabled
+
 from poselib.engine import distributed as dist_utils
 from poselib.engine.checkpoint import capture_rng_state, load_checkpoint, restore_rng_state, save_checkpoint
 from poselib.engine.schedules import OPTIMIZERS, SCHEDULES, LRSchedule, build_optimizer
@@ -546,7 +548,7 @@ class _RunContext:
                 total=self.batches_per_epoch,
                 initial=p.step_in_epoch,
                 desc=f"epoch {p.epoch + 1}/{cfg.epochs}",
-                disable=not (cfg.progress and self.is_main),
+                disable=progress_disabled(cfg.progress and self.is_main),
                 dynamic_ncols=True,
                 leave=False,
             ) as bar:

@@ -84,10 +84,13 @@ def augment_config(augment: bool | dict) -> AugmentConfig | None:
     return AugmentConfig(**fields)
 
 
-def build_datasets(recipe: TopDownRecipe, seed: int = 0, boxes: str | Path = "gt") -> tuple[TopDownDataset, TopDownDataset]:
-    """Training set (augmented, with targets) and validation set (no augmentation) of the recipe's data set."""
-    model = build_model(recipe.model, **recipe.model_kwargs)
-    stride = getattr(model, "stride", 4)
+def build_datasets(
+    recipe: TopDownRecipe, seed: int = 0, boxes: str | Path = "gt", *, stride: int | None = None
+) -> tuple[TopDownDataset, TopDownDataset]:
+    """Training set (augmented, with targets at the model's ``stride``) and validation set (no augmentation) of
+    the recipe's data set; ``boxes`` is ``"gt"`` or a detections file for the validation crops."""
+    if stride is None:
+        stride = getattr(build_model(recipe.model, **recipe.model_kwargs), "stride", 4)
     train_ann, train_images = dataset_split(recipe.dataset, "train")
     val_ann, val_images = dataset_split(recipe.dataset, "val")
     train_set = TopDownDataset(
@@ -130,7 +133,7 @@ def train(
     """
     device = str(resolve_device(device))
     model = build_model(recipe.model, **recipe.model_kwargs)
-    train_set, val_set = build_datasets(recipe, seed)
+    train_set, val_set = build_datasets(recipe, seed, stride=getattr(model, "stride", 4))
     # the data's hash is part of the key: a regenerated data set must not reuse a model trained on the old one
     data_hash = file_sha256(train_set.ann_path)
     folder = run_dir(recipe.name, {"recipe": asdict(recipe), "seed": seed, "train_data_sha256": data_hash})
@@ -172,12 +175,14 @@ def predict(
     """
     from tqdm import tqdm
 
+    from poselib.progress import progress_disabled
+
     device_t = resolve_device(device)
     model = model.to(device_t).eval()
     stride = getattr(model, "stride", 4)
     loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=0)
     poses, scores, image_ids, ann_ids, areas = [], [], [], [], []
-    for batch in tqdm(loader, desc="predict", disable=not progress, leave=False):
+    for batch in tqdm(loader, desc="predict", disable=progress_disabled(progress), leave=False):
         images = batch["image"].to(device_t)
         maps = model_heatmaps(model, images)
         if recipe.flip_test:

@@ -19,6 +19,8 @@ from pathlib import Path
 import cv2
 from tqdm import tqdm
 
+from poselib.progress import progress_disabled
+
 from poselib.data.synthpose.config import GENERATOR_VERSION, SynthConfig, get_named_config
 from poselib.data.synthpose.scene import render_example
 from poselib.keypoints import PERSON_CATEGORY
@@ -74,7 +76,7 @@ def generate(
         h, w = config.image_size
         jpeg = [cv2.IMWRITE_JPEG_QUALITY, int(config.jpeg_quality)]
         images, annotations = [], []
-        for index in tqdm(range(int(num_images)), desc=f"SynthPose {out_dir.name}", unit="img", disable=not progress):
+        for index in tqdm(range(int(num_images)), desc=f"SynthPose {out_dir.name}", unit="img", disable=progress_disabled(progress)):
             scene = render_example(config, seed, index)
             image_id = index + 1
             name = image_file_name(image_id)
