@@ -92,7 +92,8 @@ def test_declared_dependencies_are_pinned_in_lock() -> None:
 
 def test_no_registry_host_names_in_checkout() -> None:
     """No file of the checkout names a package registry host (the lock installs through the default index)."""
-    hosts = ["pypi" + ".org", "pypi" + ".python" + ".org", "files" + ".pythonhosted" + ".org", "pythonhosted" + ".org"]
+    # assembled from pieces so that this file does not name the hosts itself
+    hosts = ["pypi" + ".org", "pypi" + ".python" + ".org", "python" + "hosted" + ".org"]
     skip_dirs = {".git", ".venv", "_build", "data", "results", ".cache", "runs", "node_modules", "__pycache__"}
     offenders = []
     for path in REPO_ROOT.rglob("*"):

@@ -29,6 +29,8 @@ from pathlib import Path
 from typing import Callable, Iterable, Sequence
 from urllib.parse import urlparse
 
+from poselib.progress import progress_disabled
+
 COCO_HOST = "http://images.cocodataset.org"
 SPLITS: tuple[str, ...] = ("train2017", "val2017")
 #: Images in each split's folder (COCO 2017), used to tell a complete extraction from a partial one.
@@ -153,8 +155,6 @@ def file_md5(path: str | PathLike, progress: bool = False) -> str:
     """Hex MD5 of a file, read in 1 MiB chunks."""
     from tqdm import tqdm
 
-    from poselib.progress import progress_disabled
-
     digest = hashlib.md5()
     path = Path(path)
     total = path.stat().st_size
@@ -205,8 +205,6 @@ def download_file(
     :data:`CONNECT_TIMEOUT_S` connection check; it is tried once. Raises :class:`DownloadError`.
     """
     from tqdm import tqdm
-
-    from poselib.progress import progress_disabled
 
     dest = Path(dest)
     part = dest.with_name(dest.name + ".part")
@@ -290,8 +288,6 @@ def extract_archive(
     :class:`DownloadError`.
     """
     from tqdm import tqdm
-
-    from poselib.progress import progress_disabled
 
     path, dest = Path(path), Path(dest)
     root = dest.resolve()
