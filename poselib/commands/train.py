@@ -21,16 +21,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from poselib.engine.records import write_record
-    from poselib.methods import get_method
-    from poselib.methods import topdown
-    from poselib.engine.records import dataset_info
+    from poselib.engine.records import dataset_info, write_record
+    from poselib.methods import get_method, topdown
 
     method = get_method(args.method)
     overrides = {"train": {"epochs": args.epochs}} if args.epochs else {}
     recipe = method.recipe(args.preset, **overrides)
-    trained, seconds = topdown.timed(topdown.train, recipe, seed=args.seed, device=args.device, progress=not args.no_progress)
-    _, val_set = topdown.build_datasets(recipe, args.seed)
+    trained = topdown.train(recipe, seed=args.seed, device=args.device, progress=not args.no_progress)
+    seconds = trained.result.wall_time_s  # the training run's time, also when the model came from the cache
+    val_set = trained.val_set
     metrics = topdown.evaluate(trained.model, recipe, val_set, device=args.device, progress=not args.no_progress)
     cost = topdown.complexity(recipe)
     path = write_record(

@@ -8,7 +8,6 @@ boxes. Part 0's Simple Baselines model uses it as is; MSPN and RSN plug in their
 
 from __future__ import annotations
 
-import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Callable
@@ -25,6 +24,7 @@ from poselib.engine.cache import run_dir
 from poselib.engine.flops import count_macs
 from poselib.engine.records import file_sha256
 from poselib.evaluation import evaluate_keypoints, oks_nms, poses_to_coco_results
+from poselib.evaluation.results import write_results
 from poselib.losses import keypoint_mse
 from poselib.methods.splits import dataset_split
 from poselib.models import build_model
@@ -107,11 +107,14 @@ def build_datasets(
 
 @dataclass
 class TrainedTopDown:
+    """A trained (or cache-loaded) model with its recipe, run folder, engine result and validation set."""
+
     recipe: TopDownRecipe
     model: nn.Module
     run_dir: Path
     result: TrainResult
     seed: int
+    val_set: TopDownDataset
 
     @property
     def metrics_log(self) -> Path:
@@ -146,7 +149,7 @@ def train(
             return {"val_AP": evaluate(m, val_recipe, val_set, device=device, progress=False)["AP"]}
 
     result = trainer.fit(model, train_set, step_fn, val_fn=val_fn)
-    return TrainedTopDown(recipe, result.model, folder, result, seed)
+    return TrainedTopDown(recipe, result.model, folder, result, seed, val_set)
 
 
 def model_heatmaps(model: nn.Module, images: torch.Tensor) -> torch.Tensor:
@@ -241,8 +244,6 @@ def evaluate(
 
     OKS-NMS is applied when the boxes come from a detector (``use_nms=None`` decides from the data set).
     """
-    from poselib.evaluation.results import write_results
-
     predictions = predict(model, recipe, dataset, device=device, progress=progress)
     from_detector = bool((predictions["ann_ids"] < 0).any())
     if use_nms or (use_nms is None and from_detector):
@@ -286,9 +287,3 @@ def complexity(recipe: TopDownRecipe) -> dict[str, float]:
     """Parameters (millions) and GMACs of the recipe's model at its input size."""
     return count_macs(build_model(recipe.model, **recipe.model_kwargs), recipe.input_size)
 
-
-def timed(fn: Callable, *args, **kwargs):
-    """``(result, seconds)`` of one call."""
-    start = time.perf_counter()
-    result = fn(*args, **kwargs)
-    return result, time.perf_counter() - start
