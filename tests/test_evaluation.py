@@ -229,6 +229,11 @@ def test_poses_to_coco_results_skips_poses_with_no_scored_keypoint(tmp_path):
     assert boxes == [{"image_id": 1, "category_id": 1, "bbox": [1.0, 2.0, 3.0, 4.0], "score": 0.5}]
 
 
+def test_poses_to_coco_results_of_no_poses_is_empty():
+    # an image set where nothing was predicted (a model early in training) gives no results, not a crash
+    assert poses_to_coco_results(np.zeros(0, dtype=np.int64), np.zeros((0, NUM_KEYPOINTS, 3)), np.zeros(0)) == []
+
+
 # ---------------------------------------------------------------- bad input
 
 

@@ -9,6 +9,8 @@ import importlib
 BENCHMARKS: dict[str, str] = {
     "synth": "poselib.data.synthpose.benchmark:main",
     "decode": "poselib.codecs.benchmark:main",
+    "prn": "poselib.methods.multiposenet:bench_main",
+    "grouping": "poselib.grouping.benchmark:main",
 }
 
 

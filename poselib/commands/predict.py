@@ -44,8 +44,12 @@ def run(args: argparse.Namespace) -> int:
     from poselib.data.datasets import TopDownDataset
     from poselib.keypoints import PERSON_CATEGORY
     from poselib.methods.topdown import load_trained, nms_per_image, predict
+    from poselib.methods import get_method
     from poselib.viz import draw_poses_cv2
 
+    method = get_method(args.method)
+    if hasattr(method, "predict_command"):  # methods that are not top-down find people themselves
+        return method.predict_command(args)
     model, recipe = load_trained(args.checkpoint)
     boxes = _read_boxes(args.boxes)
     images, detections, decoded = [], [], {}

@@ -25,6 +25,8 @@ def run(args: argparse.Namespace) -> int:
     from poselib.methods import get_method, topdown
 
     method = get_method(args.method)
+    if hasattr(method, "train_command"):  # methods that are not top-down train and evaluate themselves
+        return method.train_command(args)
     overrides = {"train": {"epochs": args.epochs}} if args.epochs else {}
     recipe = method.recipe(args.preset, **overrides)
     trained = topdown.train(recipe, seed=args.seed, device=args.device, progress=not args.no_progress)

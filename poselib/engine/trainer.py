@@ -95,6 +95,7 @@ class TrainConfig:
     device: str = "auto"
     progress: bool = True
     deterministic: bool = False
+    shuffle: bool = True  # False: every epoch in the data set's order (curricula)
 
     def __post_init__(self) -> None:
         self.milestones = tuple(int(m) for m in self.milestones)
@@ -567,7 +568,7 @@ class _RunContext:
 
     def _loader(self, train_set: Dataset, collate_fn: Callable | None, epoch: int, start: int, stop: int) -> DataLoader:
         cfg = self.config
-        sampler = EpochSampler(train_set, num_replicas=self.world_size, rank=self.rank, seed=cfg.seed)
+        sampler = EpochSampler(train_set, num_replicas=self.world_size, rank=self.rank, seed=cfg.seed, shuffle=cfg.shuffle)
         sampler.set_epoch(epoch)
         sampler.set_range(start * cfg.batch_size, stop * cfg.batch_size)
         if hasattr(train_set, "set_epoch"):

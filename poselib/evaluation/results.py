@@ -45,7 +45,7 @@ def poses_to_coco_results(
         bad = int(np.flatnonzero(~np.isfinite(p).all((1, 2)) | ~np.isfinite(s))[0])
         raise ValueError(f"pose {bad} (image_id {ids[bad]}) has non-finite coordinates or scores")
     emitted = np.flatnonzero((p[..., 2] != 0).any(-1))
-    flat = np.round(p.reshape(ids.size, -1), decimals)
+    flat = np.round(p.reshape(ids.size, NUM_KEYPOINTS * 3), decimals)
     return [
         {
             "image_id": int(ids[i]),

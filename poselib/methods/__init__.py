@@ -9,6 +9,9 @@ from types import ModuleType
 #: method name -> module
 METHODS: dict[str, str] = {
     "simplebaseline": "poselib.methods.simple_baseline",
+    "mspn": "poselib.methods.mspn",
+    "rsn": "poselib.methods.rsn",
+    "msarcnn": "poselib.methods.msa_rcnn",
 }
 
 

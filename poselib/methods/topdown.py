@@ -45,8 +45,35 @@ class TopDownRecipe:
     train: dict = field(default_factory=dict)  # TrainConfig fields
     flip_test: bool = True
     blur_kernel: int = 0  # post-Gaussian blur of the predicted maps (0: off)
-    decoder: str = "quarter"  # "argmax" | "quarter" | "top2"
+    decoder: str = "quarter"  # "argmax" | "quarter" | "top2" | "quarter_second_max" (MSPN)
     val_every_epoch: bool = True
+    # method-specific targets and loss, e.g. {"kind": "mspn", ...}; empty: one Gaussian map per keypoint (sigma)
+    # and heatmap_step. An empty dict is left out of the cache key, so older recipes keep their hashes.
+    targets: dict = field(default_factory=dict)
+
+
+#: ``recipe.targets["kind"]`` -> module providing ``target_encoder(recipe, stride)`` and ``step_fn(recipe)``
+TARGET_KINDS: dict[str, str] = {"mspn": "poselib.methods.mspn"}
+
+
+def _target_plugin(recipe: TopDownRecipe):
+    """The module implementing ``recipe.targets`` (``None`` for plain Gaussian heatmaps)."""
+    if not recipe.targets:
+        return None
+    import importlib
+
+    kind = recipe.targets.get("kind")
+    if kind not in TARGET_KINDS:
+        raise ValueError(f"recipe {recipe.name!r}: unknown targets kind {kind!r}; known: {sorted(TARGET_KINDS)}")
+    return importlib.import_module(TARGET_KINDS[kind])
+
+
+def recipe_config(recipe: TopDownRecipe) -> dict:
+    """The recipe as a JSON-able dict for cache keys and records (``targets`` only when set)."""
+    fields = asdict(recipe)
+    if not fields["targets"]:
+        del fields["targets"]
+    return fields
 
 
 class HeatmapTargets:
@@ -91,6 +118,7 @@ def build_datasets(
     the recipe's data set; ``boxes`` is ``"gt"`` or a detections file for the validation crops."""
     if stride is None:
         stride = getattr(build_model(recipe.model, **recipe.model_kwargs), "stride", 4)
+    plugin = _target_plugin(recipe)
     train_ann, train_images = dataset_split(recipe.dataset, "train")
     val_ann, val_images = dataset_split(recipe.dataset, "val")
     train_set = TopDownDataset(
@@ -98,7 +126,7 @@ def build_datasets(
         train_images,
         input_size=recipe.input_size,
         augment=augment_config(recipe.augment),
-        encoder=HeatmapTargets(recipe.input_size, stride, recipe.sigma),
+        encoder=HeatmapTargets(recipe.input_size, stride, recipe.sigma) if plugin is None else plugin.target_encoder(recipe, stride),
         seed=seed,
     )
     val_set = TopDownDataset(val_ann, val_images, input_size=recipe.input_size, boxes=boxes)
@@ -127,19 +155,23 @@ def train(
     seed: int = 0,
     device: str = "auto",
     progress: bool = True,
-    step_fn: Callable = heatmap_step,
+    step_fn: Callable | None = None,
 ) -> TrainedTopDown:
     """Train ``recipe`` (or load it from the model cache when this exact recipe and seed were trained before).
 
     Validation AP with ground-truth boxes is logged at every epoch end when ``recipe.val_every_epoch``.
-    Interrupted runs resume from their last checkpoint.
+    Interrupted runs resume from their last checkpoint. ``step_fn`` defaults to the recipe's (``targets``), or
+    :func:`heatmap_step`.
     """
+    if step_fn is None:
+        plugin = _target_plugin(recipe)
+        step_fn = heatmap_step if plugin is None else plugin.step_fn(recipe)
     device = str(resolve_device(device))
     model = build_model(recipe.model, **recipe.model_kwargs)
     train_set, val_set = build_datasets(recipe, seed, stride=getattr(model, "stride", 4))
     # the data's hash is part of the key: a regenerated data set must not reuse a model trained on the old one
     data_hash = file_sha256(train_set.ann_path)
-    folder = run_dir(recipe.name, {"recipe": asdict(recipe), "seed": seed, "train_data_sha256": data_hash})
+    folder = run_dir(recipe.name, {"recipe": recipe_config(recipe), "seed": seed, "train_data_sha256": data_hash})
     trainer = Trainer(_train_config(recipe, seed, device, progress), folder)
     val_fn = None
     if recipe.val_every_epoch:
@@ -197,6 +229,8 @@ def predict(
             coords, kp_scores = decode.decode_argmax(maps)
         elif recipe.decoder == "top2":
             coords, kp_scores = decode.decode_top2_average(maps)
+        elif recipe.decoder == "quarter_second_max":
+            coords, kp_scores = decode.decode_quarter_offset(maps, mode="second_max")
         else:
             coords, kp_scores = decode.decode_quarter_offset(maps)
         xy = decode.heatmap_coords_to_image(coords, stride, batch["crop_to_image"].float())
