@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from poselib.engine import cache
-from poselib.engine.checkpoint import load_checkpoint, save_checkpoint
+from poselib.engine.checkpoint import load_checkpoint, save_checkpoint, trained_run
 from poselib.engine.schedules import lr_factor
 from poselib.engine.trainer import (
     EpochSampler,
@@ -332,3 +332,17 @@ def test_run_dir_reuses_the_trained_model(tmp_path):
     assert_same_weights(first.model, again.model)
     with pytest.raises(ValueError, match="plain folder name"):
         cache.run_dir("../x", recipe, root=tmp_path)
+
+
+def test_trained_run_finds_weights_and_config_and_names_what_is_missing(tmp_path):
+    run = tmp_path / "run"
+    run.mkdir()
+    with pytest.raises(FileNotFoundError, match="final.pt"):
+        trained_run(run)
+    save_checkpoint(run / "final.pt", {"model": {}})
+    with pytest.raises(FileNotFoundError, match="config.json"):
+        trained_run(run)
+    (run / "config.json").write_text(json.dumps({"recipe": {"name": "x"}}))
+    assert trained_run(run) == (run / "final.pt", {"recipe": {"name": "x"}})
+    save_checkpoint(run / "last.pt", {"model": {}})
+    assert trained_run(run / "last.pt")[0] == run / "last.pt"

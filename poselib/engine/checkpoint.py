@@ -51,6 +51,25 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     return state
 
 
+def trained_run(checkpoint: str | Path) -> tuple[Path, dict[str, Any]]:
+    """The weights file and the stored ``config.json`` of a run folder written by a method's ``train``.
+
+    ``checkpoint`` is the run folder (its ``final.pt`` is used) or one checkpoint file in it (``last.pt`` of an
+    unfinished run). Raises ``FileNotFoundError`` naming the missing file.
+    """
+    import json
+
+    path = Path(checkpoint)
+    folder = path if path.is_dir() else path.parent
+    weights = folder / "final.pt" if path.is_dir() else path
+    config_path = folder / "config.json"
+    if not weights.is_file():
+        raise FileNotFoundError(f"{weights}: no checkpoint here (train first, or pass last.pt of an unfinished run)")
+    if not config_path.is_file():
+        raise FileNotFoundError(f"{config_path}: missing; the checkpoint's folder must hold the run's config.json")
+    return weights, json.loads(config_path.read_text())
+
+
 def capture_rng_state() -> dict[str, Any]:
     """The global RNG states of Python, numpy, torch (CPU) and, when initialised, every CUDA device."""
     state: dict[str, Any] = {

@@ -25,6 +25,7 @@ from torch.utils.data import Dataset
 from poselib.data.coco import CocoIndex, load_coco_keypoints
 from poselib.engine import Trainer, TrainConfig, TrainResult
 from poselib.engine.cache import run_dir
+from poselib.engine.checkpoint import trained_run
 from poselib.engine.flops import count_params
 from poselib.engine.records import file_sha256
 from poselib.evaluation import boxes_to_coco_results, evaluate_boxes, evaluate_keypoints, poses_to_coco_results
@@ -614,17 +615,8 @@ def load_trained(checkpoint: str | Path, *, decoder: str = "top2") -> tuple[MSAR
 
     The run folder holds what training depends on; the test-time ``decoder`` is chosen here (default: the paper's
     average of the top-2 cells)."""
-    import json
-
-    path = Path(checkpoint)
-    folder = path if path.is_dir() else path.parent
-    weights = folder / "final.pt" if path.is_dir() else path
-    config_path = folder / "config.json"
-    if not weights.is_file():
-        raise FileNotFoundError(f"{weights}: no checkpoint here (train first, or pass last.pt of an unfinished run)")
-    if not config_path.is_file():
-        raise FileNotFoundError(f"{config_path}: missing; the checkpoint's folder must hold the run's config.json")
-    fields = dict(json.loads(config_path.read_text())["recipe"])
+    weights, config = trained_run(checkpoint)
+    fields = dict(config["recipe"])
     fields["model"] = {**fields["model"], "pretrained": False}  # the checkpoint holds the weights
     r = MSARCNNRecipe(**fields, decoder=decoder)
     model = build(r)

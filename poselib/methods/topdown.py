@@ -21,6 +21,7 @@ from poselib.data.datasets import TopDownDataset
 from poselib.data.transforms import AugmentConfig
 from poselib.engine import Trainer, TrainConfig, TrainResult
 from poselib.engine.cache import run_dir
+from poselib.engine.checkpoint import trained_run
 from poselib.engine.flops import count_macs
 from poselib.engine.records import file_sha256
 from poselib.evaluation import evaluate_keypoints, oks_nms, poses_to_coco_results
@@ -297,17 +298,8 @@ def recipe_from_dict(fields: dict) -> TopDownRecipe:
 
 def load_trained(checkpoint: str | Path) -> tuple[nn.Module, TopDownRecipe]:
     """Model and recipe from a run folder (or its ``final.pt`` / ``last.pt``) written by :func:`train`."""
-    import json
-
-    path = Path(checkpoint)
-    folder = path if path.is_dir() else path.parent
-    weights = folder / "final.pt" if path.is_dir() else path
-    config_path = folder / "config.json"
-    if not weights.is_file():
-        raise FileNotFoundError(f"{weights}: no checkpoint here (train first, or pass last.pt of an unfinished run)")
-    if not config_path.is_file():
-        raise FileNotFoundError(f"{config_path}: missing; the checkpoint's folder must hold the run's config.json")
-    recipe = recipe_from_dict(json.loads(config_path.read_text())["recipe"])
+    weights, config = trained_run(checkpoint)
+    recipe = recipe_from_dict(config["recipe"])
     kwargs = dict(recipe.model_kwargs)
     if "pretrained" in kwargs:  # the checkpoint holds the weights; don't fetch ImageNet ones again
         kwargs["pretrained"] = False

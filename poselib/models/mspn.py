@@ -143,13 +143,18 @@ class UpsampleUnit(nn.Module):
             if j > 0:
                 up = F.interpolate(ups[-1], size=feature.shape[-2:], mode="bilinear", align_corners=True)
                 x = x + self.top_downs[j - 1](up)
-            x = F.relu(x)
+            x = self.refine_level(j, F.relu(x))
             ups.append(x)
             hm = self.predictions[j](x)
             if hm.shape[-2:] != finest_size:
                 hm = F.interpolate(hm, size=finest_size, mode="bilinear", align_corners=True)
             heatmaps.append(hm)
         return ups, heatmaps
+
+    def refine_level(self, level: int, feature: torch.Tensor) -> torch.Tensor:
+        """Hook on level ``level``'s feature after the top-down sum (identity here; RSN's init stage refines it).
+        Its output feeds the level's prediction, the next level's top-down path and the next stage."""
+        return feature
 
 
 class CrossStage(nn.Module):

@@ -319,27 +319,12 @@ class RefinedUpsampleUnit(UpsampleUnit):
         self.refine_blocks = nn.ModuleList(RefineBlock(up_channels) for _ in in_channels) if refine else None
         self.fusion_blocks = nn.ModuleList(FeatureFusionBlock(up_channels) for _ in in_channels) if fusion else None
 
-    def forward(self, features):
-        coarse_first = list(reversed(list(features)))
-        finest_size = coarse_first[-1].shape[-2:]
-        ups: list[torch.Tensor] = []
-        heatmaps: list[torch.Tensor] = []
-        for j, feature in enumerate(coarse_first):
-            x = self.laterals[j](feature)
-            if j > 0:
-                up = F.interpolate(ups[-1], size=feature.shape[-2:], mode="bilinear", align_corners=True)
-                x = x + self.top_downs[j - 1](up)
-            x = F.relu(x)
-            if self.refine_blocks is not None:
-                x = self.refine_blocks[j](x)
-            if self.fusion_blocks is not None:
-                x = self.fusion_blocks[j](x)
-            ups.append(x)
-            hm = self.predictions[j](x)
-            if hm.shape[-2:] != finest_size:
-                hm = F.interpolate(hm, size=finest_size, mode="bilinear", align_corners=True)
-            heatmaps.append(hm)
-        return ups, heatmaps
+    def refine_level(self, level: int, feature: torch.Tensor) -> torch.Tensor:
+        if self.refine_blocks is not None:
+            feature = self.refine_blocks[level](feature)
+        if self.fusion_blocks is not None:
+            feature = self.fusion_blocks[level](feature)
+        return feature
 
 
 FAMILIES: tuple[str, ...] = ("rsn", "resnet")
