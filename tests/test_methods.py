@@ -101,3 +101,12 @@ def test_predict_command_names_a_bad_image(trained, tmp_path):
     bad.write_bytes(b"not a jpeg")
     with pytest.raises(SystemExit, match="broken.jpg"):
         main(["predict", "--method", "simplebaseline", "--checkpoint", str(trained.run_dir), str(bad)])
+
+
+def test_evaluate_trained_is_stored_per_validation_file(trained):
+    metrics = topdown.evaluate_trained(trained)
+    stored = list(trained.run_dir.glob("val-metrics-*.json"))
+    assert len(stored) == 1 and json.loads(stored[0].read_text()) == metrics
+    stored[0].write_text(json.dumps({"AP": -1.0}))  # a second call reads the stored file instead of evaluating
+    assert topdown.evaluate_trained(trained) == {"AP": -1.0}
+    stored[0].unlink()

@@ -307,7 +307,6 @@ def run_experiment(name: str, preset: str = "cpu", *, seed: int = 0, device: str
     Returns a row: ``name``, ``what``, ``AP``, ``AP50``, ``AP75``, ``params_m``, ``gmacs`` (at the recipe's input
     size), ``train_s`` and ``trained`` (the :class:`~poselib.methods.topdown.TrainedTopDown`).
     """
-    import json
     from dataclasses import asdict
 
     from poselib.engine.records import dataset_info, write_record
@@ -315,12 +314,7 @@ def run_experiment(name: str, preset: str = "cpu", *, seed: int = 0, device: str
 
     r = experiment_recipe(name, preset)
     trained = topdown.train(r, seed=seed, device=device, progress=progress)
-    cache = trained.run_dir / "eval_gt_boxes.json"
-    if cache.is_file():
-        metrics = json.loads(cache.read_text())
-    else:
-        metrics = topdown.evaluate(trained.model, r, trained.val_set, device=device, progress=False)
-        cache.write_text(json.dumps(metrics))
+    metrics = topdown.evaluate_trained(trained, device=device)
     cost = paper_size_complexity(r.model, r.input_size, **r.model_kwargs)
     write_record(
         f"{name if name.startswith(METHOD) else f'{METHOD}-{name}'}-seed{seed}", method=METHOD, config={"recipe": asdict(r), "seed": seed, "experiment": name},

@@ -136,17 +136,10 @@ def train_and_evaluate(recipe_: TopDownRecipe, *, seed: int = 0, device: str = "
 
     Returns ``{"trained": TrainedTopDown, "metrics": {...}, "train_s": seconds of the original training}``.
     """
-    import json
-
     from poselib.methods import topdown
 
     trained = topdown.train(recipe_, seed=seed, device=device, progress=progress)
-    stored = trained.run_dir / "val_metrics.json"
-    if stored.is_file():
-        metrics = json.loads(stored.read_text())
-    else:
-        metrics = topdown.evaluate(trained.model, recipe_, trained.val_set, device=device, progress=False)
-        stored.write_text(json.dumps(metrics))
+    metrics = topdown.evaluate_trained(trained, device=device)
     return {"trained": trained, "metrics": metrics, "train_s": trained.result.wall_time_s}
 
 

@@ -289,6 +289,19 @@ def evaluate(
     return evaluate_keypoints(str(dataset.ann_path), results)
 
 
+def evaluate_trained(trained: TrainedTopDown, *, device: str = "auto") -> dict[str, float]:
+    """:func:`evaluate` of a trained run on its validation set (ground-truth boxes), computed once per run and
+    validation file: the metrics are stored in the run folder, keyed by the validation annotations' hash."""
+    import json
+
+    stored = trained.run_dir / f"val-metrics-{file_sha256(trained.val_set.ann_path)[:12]}.json"
+    if stored.is_file():
+        return json.loads(stored.read_text())
+    metrics = evaluate(trained.model, trained.recipe, trained.val_set, device=device, progress=False)
+    stored.write_text(json.dumps(metrics))
+    return metrics
+
+
 def recipe_from_dict(fields: dict) -> TopDownRecipe:
     """Rebuild a recipe from its JSON form (as stored in a run folder's ``config.json``)."""
     fields = dict(fields)
