@@ -291,6 +291,47 @@ def test_move_to_device_reaches_nested_tensors():
     assert move_to_device(torch.zeros(2, 3, 4, 4), torch.device("cpu"), channels_last=True).is_contiguous(memory_format=torch.channels_last)
 
 
+class TinyImages(torch.utils.data.Dataset):
+    """4-D image batches, so that ``channels_last`` has something to reorder."""
+
+    def __len__(self) -> int:
+        return N_SAMPLES
+
+    def __getitem__(self, index: int) -> dict:
+        rng = np.random.default_rng(index)
+        image = torch.from_numpy(rng.normal(size=(3, 8, 8)).astype(np.float32))
+        return {"image": image, "target": image.mean(0, keepdim=True)}
+
+
+def conv_step(channels_last: bool):
+    """An MSE step that also checks the memory format the engine hands it."""
+
+    def step(model: nn.Module, batch: dict) -> tuple[torch.Tensor, dict[str, float]]:
+        assert batch["image"].is_contiguous(memory_format=torch.channels_last) == channels_last
+        return ((model(batch["image"]) - batch["target"]) ** 2).mean(), {}
+
+    return step
+
+
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_channels_last_on_the_cpu_trains_the_same_model(tmp_path, channels_last):
+    def conv_model() -> nn.Module:
+        torch.manual_seed(0)
+        return nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(), nn.Conv2d(8, 1, 1))
+
+    # SGD, because Adam turns rounding noise in near-zero gradients into full-size steps of either sign
+    sgd = dict(optimizer="sgd", weight_decay=0.0)
+    step = conv_step(channels_last)
+    result = Trainer(config(channels_last=channels_last, **sgd), tmp_path / "a").fit(conv_model(), TinyImages(), step)
+    assert result.model[0].weight.is_contiguous(memory_format=torch.channels_last) == channels_last
+    again = Trainer(config(channels_last=channels_last, **sgd), tmp_path / "b").fit(conv_model(), TinyImages(), step)
+    assert_same_weights(result.model, again.model)  # still deterministic on the CPU
+    reference = Trainer(config(**sgd), tmp_path / "c").fit(conv_model(), TinyImages(), conv_step(False))
+    assert not torch.equal(reference.model[0].weight, conv_model()[0].weight)
+    for key, value in reference.model.state_dict().items():  # the memory format changes rounding, not the model
+        torch.testing.assert_close(result.model.state_dict()[key], value, rtol=1e-4, atol=1e-5)
+
+
 def test_checkpoint_save_is_atomic(tmp_path, monkeypatch):
     path = tmp_path / "last.pt"
     save_checkpoint(path, {"model": {"w": torch.ones(3)}})

@@ -1,3 +1,5 @@
+import json
+
 import pytest
 import torch
 
@@ -70,3 +72,17 @@ def test_lateral_skips_add_to_the_deconvolutions_and_vanish_when_zeroed():
     for lateral in with_skips.head.laterals:
         torch.nn.init.zeros_(lateral[0].weight)
     torch.testing.assert_close(with_skips(images), plain(images))
+
+
+def test_step_benchmark_times_both_memory_formats_and_prints_json_last(capsys):
+    from poselib.models import benchmark
+
+    with pytest.raises(TypeError, match="needs map outputs"):
+        benchmark._sum_of_squares(None)
+    argv = ["simplebaseline-r18", "--input", "32x24", "--batch", "2", "--kwargs", '{"width": 8, "deconv_channels": 8}',
+            "--device", "cpu", "--repeats", "1"]
+    assert benchmark.main(argv) == 0
+    result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert result["benchmark"] == "step" and result["input"] == [32, 24] and result["batch"] == 2
+    assert set(result["ms_per_step"]) == {"contiguous", "channels_last"} and min(result["ms_per_step"].values()) > 0
+    assert result["speedup"] == pytest.approx(result["ms_per_step"]["contiguous"] / result["ms_per_step"]["channels_last"], rel=1e-2)

@@ -11,6 +11,7 @@ BENCHMARKS: dict[str, str] = {
     "decode": "poselib.codecs.benchmark:main",
     "prn": "poselib.methods.multiposenet:bench_main",
     "grouping": "poselib.grouping.benchmark:main",
+    "step": "poselib.models.benchmark:main",
 }
 
 

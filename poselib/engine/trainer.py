@@ -62,7 +62,8 @@ class TrainConfig:
     warms up linearly over ``warmup_steps`` optimiser steps then decays linearly to zero at the end;
     ``"warmup_step"`` warms up then follows ``"step"``.
 
-    ``amp`` (float16 autocast with a GradScaler) and ``channels_last`` only take effect on CUDA. ``log_every`` and
+    ``amp`` (float16 autocast with a GradScaler) only takes effect on CUDA; ``channels_last`` (NHWC memory format
+    for the model and 4-D batches) on any device, since it also speeds up convolutions on the CPU. ``log_every`` and
     ``checkpoint_every`` count optimiser steps (``checkpoint_every=None``: only at epoch ends). ``max_steps`` caps
     the run (smoke runs, tests); the schedule is laid out over the capped length. Runs on the CPU are
     deterministic for a seed; ``deterministic=True`` also makes torch use deterministic CUDA kernels (slower; a
@@ -390,7 +391,7 @@ class Trainer:
         if cfg.deterministic:
             torch.use_deterministic_algorithms(True, warn_only=True)
         amp = cfg.amp and device.type == "cuda"
-        channels_last = cfg.channels_last and device.type == "cuda"
+        channels_last = cfg.channels_last
         model.to(device)
         if channels_last:
             model.to(memory_format=torch.channels_last)

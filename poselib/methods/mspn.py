@@ -232,8 +232,9 @@ def recipe(preset: str = "cpu", *, num_stages: int = 1, setting: str | Sequence[
         base = TopDownRecipe(
             name=METHOD, model=model, dataset=dataset, input_size=(128, 96), model_kwargs=kwargs,
             augment={"rotation_prob": 0.0, "half_body_prob": 0.0, "scale_range": (0.8, 1.2), "scale_std": 0.2},
-            train=dict(epochs=3, batch_size=32, optimizer="adam", lr=2e-3, schedule="step", milestones=(2,),
-                       gamma=0.2, num_workers=1, log_every=10),
+            # as Part 0's cpu recipe: a high rate decayed linearly to zero, NHWC, loading in the main process
+            train=dict(epochs=3, batch_size=32, optimizer="adam", lr=5e-3, schedule="warmup_linear", warmup_steps=50,
+                       num_workers=0, channels_last=True, log_every=10),
             blur_kernel=3, decoder="quarter_second_max",
             targets=mspn_targets(num_stages, setting, sigma_scale=CPU_SIGMA_SCALE),
         )
@@ -242,7 +243,7 @@ def recipe(preset: str = "cpu", *, num_stages: int = 1, setting: str | Sequence[
             name=METHOD, model=model, dataset=dataset, input_size=(256, 192), model_kwargs=kwargs,
             train=dict(epochs=140 if preset == "coco" else 40, batch_size=64, optimizer="adam", lr=1e-3,
                        weight_decay=1e-5, schedule="warmup_linear", warmup_steps=500, num_workers=8, log_every=50,
-                       amp=True),
+                       amp=True, channels_last=True),
             blur_kernel=5, decoder="quarter_second_max",
             targets=mspn_targets(num_stages, setting),
         )

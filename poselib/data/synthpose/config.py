@@ -47,10 +47,14 @@ class SynthConfig:
         jpeg_quality: JPEG quality of the written images (0..100).
     """
 
+    # The defaults are calibrated so that the book's CPU-preset models can land between about 0.5 and 0.85 AP.
+    # With people up to 0.9 of the image height, occlusion 0.35 and keypoints kept down to 15 % of a person
+    # visible, over a fifth of the labelled people showed fewer than half of their keypoints, a share that small
+    # from-scratch models mostly lose (notebook 0.4 measures OKS against it; notebook 0.2 compares both settings).
     image_size: tuple[int, int] = (256, 256)
     people: tuple[int, int] = (1, 6)
-    scale: tuple[float, float] = (0.22, 0.9)
-    occlusion: float = 0.35
+    scale: tuple[float, float] = (0.22, 0.6)
+    occlusion: float = 0.1
     clutter: float = 0.4
     truncation: float = 0.3
     crowd_height: float = 22.0
@@ -64,7 +68,7 @@ class SynthConfig:
         ("random", 0.25),
     )
     front_bias: float = 0.6
-    min_visible_fraction: float = 0.15
+    min_visible_fraction: float = 0.4
     jpeg_quality: int = 92
 
     def __post_init__(self) -> None:
