@@ -95,9 +95,11 @@ def recipe(preset: str = "cpu", **overrides) -> SimplePoseRecipe:
             model_kwargs={"num_stages": 2, "channels": 32, "growth": 16, "head_channels": 32, "order": 4,
                           "init_std": None},
             augment={"rotation_limit": 20.0, "scale_range": (0.8, 1.25)},
-            # 2 epochs: three models (base, PAF, plain L2) must train within the part's share of the book's budget
+            # 2 epochs: three models (base, PAF, plain L2) must train within the part's share of the book's budget.
+            # On 2 cores loading in the main process with NHWC convolutions is the fastest (0.47 against 0.57 s per
+            # step with one loader worker, measured with max_steps=30).
             train=dict(epochs=2, batch_size=16, optimizer="adam", lr=2e-3, schedule="step", milestones=(1,),
-                       gamma=0.2, num_workers=1, log_every=10),
+                       gamma=0.2, num_workers=0, channels_last=True, log_every=10),
         )
     else:  # gpu and coco: the paper's 4-stage IMHN at 384x384, sigma_k 9 / sigma_p 7 px scaled from 512
         base = SimplePoseRecipe(
