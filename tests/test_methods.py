@@ -5,7 +5,6 @@ from dataclasses import asdict
 
 import numpy as np
 import pytest
-import torch
 
 from poselib.cli import main
 from poselib.methods import get_method, simple_baseline, topdown

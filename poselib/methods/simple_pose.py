@@ -22,7 +22,7 @@ import torch
 from torch import nn
 
 from poselib.codecs.bodyparts import BodyPartTargets, flip_back, select_parts
-from poselib.engine.flops import count_macs
+from poselib.engine.flops import count_macs, count_params
 from poselib.grouping.greedy import GreedyConfig, group
 from poselib.keypoints import NUM_KEYPOINTS
 from poselib.losses import SIMPLE_POSE_SCALE_WEIGHTS, multi_scale_focal_l2
@@ -290,7 +290,7 @@ def run_ablations(base: SimplePoseRecipe, names, *, seed: int = 0, device: str =
         paper_variant, paper_reference, experiments = PAPER_TABLE1[name]
         rows.append({
             "name": name, "description": ABLATIONS[name][0], "AP": metrics["AP"], "AP50": metrics["AP50"],
-            "train_s": trained.result.wall_time_s, "params_m": sum(p.numel() for p in trained.model.parameters()) / 1e6,
+            "train_s": trained.result.wall_time_s, "params_m": count_params(trained.model) / 1e6,
             "paper_AP": paper_variant, "paper_reference_AP": paper_reference, "paper_experiments": experiments,
             "run_dir": str(trained.run_dir), "metrics": metrics,
         })

@@ -76,7 +76,7 @@ class SceneSpec:
     clutter: float = 0.0
     background_seed: int = 0
     noise_seed: int = 0
-    min_visible_fraction: float = 0.4
+    min_visible_fraction: float = SynthConfig.min_visible_fraction  # one default, kept by the config
 
 
 @dataclass(eq=False)
