@@ -150,6 +150,28 @@ def test_samples_depend_only_on_seed_epoch_and_index(tiny):
     assert torch.equal(a[1]["image"], first["image"])  # resuming at an epoch reproduces it
 
 
+def test_image_cache_serves_the_same_pixels_within_its_budget(tiny):
+    ann_path, image_dir, _ = tiny
+    cached = TopDownDataset(ann_path, image_dir, input_size=(64, 48), augment=AugmentConfig())
+    uncached = TopDownDataset(ann_path, image_dir, input_size=(64, 48), augment=AugmentConfig(), image_cache_mb=0)
+    for epoch in range(2):
+        for ds in (cached, uncached):
+            ds.set_epoch(epoch)
+        for i in range(len(cached)):
+            assert torch.equal(cached[i]["image"], uncached[i]["image"])
+    assert sorted(cached._images) == [1, 2] and not uncached._images
+    image = cached.read_image(1)
+    assert image is cached.read_image(1)  # decoded once
+    with pytest.raises(ValueError):
+        image[0, 0, 0] = 0  # shared by later samples, so read-only
+
+    one_image = 90 * 120 * 3 / 2**20  # image 1 fits, image 1 and 2 together do not
+    small = TopDownDataset(ann_path, image_dir, input_size=(64, 48), image_cache_mb=one_image)
+    small.read_image(1)
+    small.read_image(2)
+    assert list(small._images) == [2] and small._cached_bytes == 100 * 60 * 3
+
+
 def test_detections_as_boxes(tiny, tmp_path):
     ann_path, image_dir, _ = tiny
     detections = [

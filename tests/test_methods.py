@@ -47,6 +47,17 @@ def test_training_is_cached_by_recipe_and_seed(trained):
     assert other.run_dir != trained.run_dir
 
 
+def test_trained_weights_depend_on_the_seed_not_on_earlier_random_draws(trained, tmp_path, monkeypatch):
+    import torch
+
+    monkeypatch.setenv("POSELIB_CACHE", str(tmp_path / "cache"))
+    torch.rand(1000)  # the caller's global generator is elsewhere than when `trained` was made
+    retrained = topdown.train(trained.recipe, seed=0, progress=False)
+    assert retrained.run_dir != trained.run_dir and not retrained.result.cached
+    for a, b in zip(trained.model.state_dict().values(), retrained.model.state_dict().values()):
+        assert torch.equal(a, b)
+
+
 def test_evaluate_and_reload_give_the_same_predictions(trained):
     _, val_set = topdown.build_datasets(trained.recipe)
     first = topdown.predict(trained.model, trained.recipe, val_set, progress=False)
@@ -104,8 +115,13 @@ def test_predict_command_names_a_bad_image(trained, tmp_path):
 
 def test_evaluate_trained_is_stored_per_validation_file(trained):
     metrics = topdown.evaluate_trained(trained)
-    stored = list(trained.run_dir.glob("val-metrics-*.json"))
-    assert len(stored) == 1 and json.loads(stored[0].read_text()) == metrics
-    stored[0].write_text(json.dumps({"AP": -1.0}))  # a second call reads the stored file instead of evaluating
+    stored = list(trained.run_dir.glob("metrics-*.json"))
+    assert len(stored) == 1 and json.loads(stored[0].read_text())["metrics"] == metrics
+    record = json.loads(stored[0].read_text())
+    stored[0].write_text(json.dumps({**record, "metrics": {"AP": -1.0}}))  # a second call reads the file
     assert topdown.evaluate_trained(trained) == {"AP": -1.0}
+    stored[0].write_text(json.dumps({**record, "key": {"other": 1}, "metrics": {"AP": -1.0}}))  # another key
+    assert topdown.evaluate_trained(trained) == metrics
+    stored[0].write_text("{not json")
+    assert topdown.evaluate_trained(trained) == metrics
     stored[0].unlink()

@@ -349,3 +349,25 @@ def test_meta_device_mac_count_equals_the_real_count() -> None:
     assert meta == pytest.approx(real)
     big = count_macs_meta(lambda: build_model("imhn-4stage"), (64, 64))
     assert big["params_m"] == pytest.approx(129.0, abs=0.05)
+
+
+def test_evaluate_trained_computes_each_test_time_setting_once(tmp_path, monkeypatch) -> None:
+    from poselib.methods import simple_pose as sp
+
+    monkeypatch.setenv("POSELIB_CACHE", str(tmp_path / "cache"))
+    recipe = sp.recipe("smoke", train={"max_steps": 1})
+    trained = sp.train(recipe, seed=0, progress=False)
+    calls = []
+    real_evaluate = sp.evaluate
+
+    def counting_evaluate(*args, **kwargs):
+        calls.append(kwargs.get("scales"))
+        return real_evaluate(*args, **kwargs)
+
+    monkeypatch.setattr(sp, "evaluate", counting_evaluate)
+    first = sp.evaluate_trained(trained, recipe)
+    # the recipe's own test scales and flip spelled out are the same evaluation
+    assert sp.evaluate_trained(trained, recipe, scales=recipe.test_scales, flip=recipe.flip_test) == first
+    assert len(calls) == 1 and set(first) >= {"AP", "AP50"}
+    sp.evaluate_trained(trained, recipe, flip=not recipe.flip_test)
+    assert len(calls) == 2

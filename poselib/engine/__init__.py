@@ -5,11 +5,11 @@ The engine knows no particular model or data set. Main names::
     Trainer, TrainConfig, TrainResult, TrainingDiverged   # poselib.engine.trainer
     write_record, read_records, records_table             # poselib.engine.records
     count_macs, count_params                              # poselib.engine.flops
-    run_dir, config_hash, is_trained                      # poselib.engine.cache
+    run_dir, config_hash, is_trained, stored_metrics      # poselib.engine.cache
     init_distributed, is_main_process, all_reduce_mean    # poselib.engine.distributed
 """
 
-from poselib.engine.cache import config_hash, is_trained, run_dir
+from poselib.engine.cache import config_hash, is_trained, run_dir, stored_metrics
 from poselib.engine.distributed import all_reduce_mean, init_distributed, is_main_process
 from poselib.engine.flops import count_macs, count_params
 from poselib.engine.records import file_sha256, read_records, records_table, write_record
@@ -32,5 +32,6 @@ __all__ = [
     "read_records",
     "records_table",
     "run_dir",
+    "stored_metrics",
     "write_record",
 ]

@@ -2,7 +2,8 @@
 
 ``run_dir("simple_baseline", config)`` is ``<cache_root>/runs/simple_baseline-<hash>``; a
 :class:`~poselib.engine.trainer.Trainer` pointed at it returns the model from ``final.pt`` when the run is finished
-and resumes from ``last.pt`` when it was interrupted.
+and resumes from ``last.pt`` when it was interrupted. :func:`stored_metrics` keeps a run's evaluations next to it,
+so a later chapter asking for the same evaluation of the same model reads it instead of recomputing it.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 from poselib import paths
 from poselib.engine.records import dump_json, to_jsonable
@@ -49,3 +50,26 @@ def run_dir(name: str, config: Mapping[str, Any], root: str | Path | None = None
 def is_trained(folder: str | Path) -> bool:
     """True when ``folder`` holds a finished run (``final.pt``)."""
     return (Path(folder) / "final.pt").is_file()
+
+
+def stored_metrics(folder: str | Path, key: Mapping[str, Any], compute: Callable[[], Mapping[str, float]]) -> dict:
+    """Metrics of the model in run ``folder`` for the evaluation described by ``key``, computed once.
+
+    ``key`` names everything the numbers depend on besides the weights (the validation file's hash, the test-time
+    settings); the result lives in ``folder / f"metrics-{config_hash(key)}.json"`` together with its key. A
+    stored file whose key differs (a hash collision) or that cannot be read is recomputed and replaced.
+    """
+    path = Path(folder) / f"metrics-{config_hash(key)}.json"
+    wanted = json.loads(dump_json(key))
+    if path.is_file():
+        try:
+            stored = json.loads(path.read_text())
+            if stored.get("key") == wanted:
+                return dict(stored["metrics"])
+        except (OSError, ValueError, KeyError, AttributeError):
+            pass
+    metrics = dict(compute())
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(dump_json({"key": wanted, "metrics": metrics}))
+    tmp.replace(path)
+    return metrics

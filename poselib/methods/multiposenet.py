@@ -215,6 +215,7 @@ def train_keypoints(recipe: MultiPoseNetRecipe, *, seed: int = 0, device: str = 
     train_set, _ = build_datasets(recipe, seed)
     key = _keypoint_key(recipe, seed, file_sha256(train_set.ann_path))
     folder = run_dir(f"{recipe.name}-keypoints", key)
+    torch.manual_seed(seed)  # the initial weights depend on the seed alone
     model = build_network(recipe)
     result = Trainer(_config(recipe.train, seed, device, progress), folder).fit(
         model, train_set, keypoint_step, collate_fn=collate_bottomup
@@ -230,6 +231,7 @@ def train_detector(recipe: MultiPoseNetRecipe, keypoints: Trained | None = None,
     train_set, _ = build_datasets(recipe, seed)
     key = {"keypoint_run": keypoints.run_dir.name, "detector_train": recipe.detector_train, "seed": seed}
     folder = run_dir(f"{recipe.name}-detector", key)
+    torch.manual_seed(seed)  # the person subnet's initial weights
     model = build_network(recipe)
     model.load_state_dict(keypoints.model.state_dict())
     model.freeze_keypoint_path()
@@ -266,6 +268,7 @@ def train_prn(recipe: MultiPoseNetRecipe, *, seed: int = 0, device: str = "auto"
            "min_keypoints": recipe.prn_min_keypoints, "seed": seed, "train_data_sha256": file_sha256(ann)}
     folder = run_dir(f"{recipe.name}-prn", key)
     train_fields = {**recipe.prn_train, "shuffle": not recipe.prn_curriculum}
+    torch.manual_seed(seed)  # PRN's initial weights
     result = Trainer(_config(train_fields, seed, device, progress), folder).fit(build_prn(recipe), samples, prn_step)
     return Trained(result.model.eval(), folder, result)
 

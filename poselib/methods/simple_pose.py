@@ -22,7 +22,9 @@ import torch
 from torch import nn
 
 from poselib.codecs.bodyparts import BodyPartTargets, flip_back, select_parts
+from poselib.engine.cache import stored_metrics
 from poselib.engine.flops import count_macs, count_params
+from poselib.engine.records import file_sha256
 from poselib.grouping.greedy import GreedyConfig, group
 from poselib.keypoints import NUM_KEYPOINTS
 from poselib.losses import SIMPLE_POSE_SCALE_WEIGHTS, multi_scale_focal_l2
@@ -229,6 +231,19 @@ def evaluate(model: nn.Module, recipe: SimplePoseRecipe, dataset, *, device: str
     return bottomup.evaluate(predictions, dataset)
 
 
+def evaluate_trained(trained: bottomup.TrainedBottomUp, recipe: SimplePoseRecipe, *, device: str = "auto",
+                     scales: tuple[float, ...] | None = None, flip: bool | None = None, **grouping) -> dict[str, float]:
+    """:func:`evaluate` of a trained run on its validation set, computed once per run, validation file and
+    test-time setting (``recipe``'s fields, ``scales``, ``flip``, ``grouping``): the chapters that compare the
+    same model read the stored numbers (see :func:`poselib.engine.stored_metrics`)."""
+    scales = tuple(scales or recipe.test_scales)
+    flip = recipe.flip_test if flip is None else flip
+    key = {"recipe": asdict(recipe), "scales": scales, "flip": flip, "grouping": grouping,
+           "val_sha256": file_sha256(trained.val_set.ann_path)}
+    return stored_metrics(trained.run_dir, key, lambda: evaluate(
+        trained.model, recipe, trained.val_set, device=device, progress=False, scales=scales, flip=flip, **grouping))
+
+
 def evaluate_targets(recipe: SimplePoseRecipe, dataset, *, stride: int = 4, **grouping) -> dict[str, float]:
     """COCO AP of the ground truth's own targets put through the test pipeline (upsampling from ``stride``,
     grouping, mapping back to the image): the ceiling any network trained on these targets can reach at the
@@ -286,7 +301,7 @@ def run_ablations(base: SimplePoseRecipe, names, *, seed: int = 0, device: str =
     for name in names:
         variant = ablation_recipe(base, name)
         trained = train(variant, seed=seed, device=device, progress=progress)
-        metrics = evaluate(trained.model, variant, trained.val_set, device=device, progress=False)
+        metrics = evaluate_trained(trained, variant, device=device)
         paper_variant, paper_reference, experiments = PAPER_TABLE1[name]
         rows.append({
             "name": name, "description": ABLATIONS[name][0], "AP": metrics["AP"], "AP50": metrics["AP50"],
@@ -298,5 +313,5 @@ def run_ablations(base: SimplePoseRecipe, names, *, seed: int = 0, device: str =
 
 
 __all__ = ["ABLATIONS", "METHOD", "PAPER_LOSS", "RELEASED_LOSS", "SimplePoseRecipe", "ablation_recipe", "build",
-           "build_datasets", "complexity", "encoder", "evaluate", "final_maps", "group_maps", "loss_fn",
+           "build_datasets", "complexity", "encoder", "evaluate", "evaluate_trained", "final_maps", "group_maps", "loss_fn",
            "predict", "predict_maps", "recipe", "train", "PAPER_TABLE1", "run_ablations", "evaluate_targets"]

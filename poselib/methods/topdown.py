@@ -20,7 +20,7 @@ from poselib.codecs import decode, heatmap
 from poselib.data.datasets import TopDownDataset
 from poselib.data.transforms import AugmentConfig
 from poselib.engine import Trainer, TrainConfig, TrainResult
-from poselib.engine.cache import run_dir
+from poselib.engine.cache import run_dir, stored_metrics
 from poselib.engine.checkpoint import trained_run
 from poselib.engine.flops import count_macs
 from poselib.engine.records import file_sha256
@@ -168,6 +168,7 @@ def train(
         plugin = _target_plugin(recipe)
         step_fn = heatmap_step if plugin is None else plugin.step_fn(recipe)
     device = str(resolve_device(device))
+    torch.manual_seed(seed)  # the initial weights depend on the seed alone, not on what the caller drew before
     model = build_model(recipe.model, **recipe.model_kwargs)
     train_set, val_set = build_datasets(recipe, seed, stride=getattr(model, "stride", 4))
     # the data's hash is part of the key: a regenerated data set must not reuse a model trained on the old one
@@ -291,15 +292,11 @@ def evaluate(
 
 def evaluate_trained(trained: TrainedTopDown, *, device: str = "auto") -> dict[str, float]:
     """:func:`evaluate` of a trained run on its validation set (ground-truth boxes), computed once per run and
-    validation file: the metrics are stored in the run folder, keyed by the validation annotations' hash."""
-    import json
-
-    stored = trained.run_dir / f"val-metrics-{file_sha256(trained.val_set.ann_path)[:12]}.json"
-    if stored.is_file():
-        return json.loads(stored.read_text())
-    metrics = evaluate(trained.model, trained.recipe, trained.val_set, device=device, progress=False)
-    stored.write_text(json.dumps(metrics))
-    return metrics
+    validation file (see :func:`poselib.engine.stored_metrics`)."""
+    key = {"evaluation": "keypoints, ground-truth boxes", "val_sha256": file_sha256(trained.val_set.ann_path)}
+    return stored_metrics(
+        trained.run_dir, key, lambda: evaluate(trained.model, trained.recipe, trained.val_set, device=device, progress=False)
+    )
 
 
 def recipe_from_dict(fields: dict) -> TopDownRecipe:
