@@ -2,6 +2,7 @@
 
 import json
 from dataclasses import asdict
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -91,6 +92,40 @@ def test_train_command_writes_a_record_and_prints_metrics(isolated, capsys):
     assert last["method"] == "simplebaseline" and "AP" in last
     record = json.loads((isolated / "results" / "smoke" / "simplebaseline-seed0.json").read_text())
     assert record["metrics"]["AP"] == last["AP"] and record["dataset"]["name"] == "synthpose-mini"
+
+
+def test_train_and_predict_commands_for_a_bottom_up_method(isolated, capsys, tmp_path):
+    assert main(["train", "--method", "simplepose", "--preset", "smoke", "--epochs", "1", "--no-progress"]) == 0
+    last = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert last["method"] == "simplepose" and "AP" in last
+    record = json.loads((isolated / "results" / "smoke" / "simplepose-seed0.json").read_text())
+    assert record["metrics"]["AP"] == last["AP"] and record["gmacs"] > 0
+    run = Path(record["extra"]["run_dir"])
+    assert (run / "final.pt").is_file()
+
+    from poselib.methods import simple_pose
+
+    model, recipe = simple_pose.load_trained(run)
+    as_json = lambda r: json.dumps(asdict(r), sort_keys=True)  # noqa: E731  (JSON turns tuples into lists)
+    assert as_json(recipe) == as_json(simple_pose.recipe("smoke", train={"epochs": 1}))
+    _, val_set = simple_pose.build_datasets(recipe)
+    image = val_set.coco.image_path(val_set.image_ids[0])
+    out = tmp_path / "out"
+    assert main(["predict", "--method", "simplepose", "--checkpoint", str(run), str(image), "--out", str(out)]) == 0
+    assert (out / f"{image.stem}_pose.png").is_file()
+    results = json.loads((out / "results.json").read_text())
+    assert all(r["image_id"] == 1 and len(r["keypoints"]) == 51 for r in results)
+
+
+def test_multiposenet_trains_from_the_command_line_and_says_why_it_cannot_predict(isolated, capsys, tmp_path):
+    argv = ["train", "--method", "multiposenet", "--preset", "smoke", "--epochs", "1", "--no-progress"]
+    assert main(argv) == 0
+    last = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    record = json.loads((isolated / "results" / "smoke" / "multiposenet-seed0.json").read_text())
+    assert record["metrics"]["AP"] == last["AP"]
+    assert Path(record["extra"]["prn_run_dir"]).is_dir() and (Path(record["extra"]["run_dir"]) / "final.pt").is_file()
+    with pytest.raises(SystemExit, match="two run folders"):
+        main(["predict", "--method", "multiposenet", "--checkpoint", record["extra"]["run_dir"], str(tmp_path / "x.png")])
 
 
 def test_predict_command_draws_and_writes_results(trained, tmp_path):

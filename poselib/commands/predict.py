@@ -1,7 +1,8 @@
 """``poselib predict --method M --checkpoint C IMAGES...``: poses on your own images.
 
 Top-down methods need person boxes: pass ``--boxes FILE`` (JSON mapping an image's file name to a list of
-``[x, y, w, h]`` or ``[x, y, w, h, score]``), otherwise each image is taken as one person box. Writes one PNG per
+``[x, y, w, h]`` or ``[x, y, w, h, score]``), otherwise each image is taken as one person box. Bottom-up methods
+and MSA R-CNN find the people themselves. Writes one PNG per
 image with the skeletons drawn, and ``results.json`` in COCO results format (image ids follow the order given).
 """
 
@@ -41,18 +42,16 @@ def run(args: argparse.Namespace) -> int:
     import cv2
 
     from poselib.evaluation.results import poses_to_coco_results, write_results
-    from poselib.data.datasets import TopDownDataset
     from poselib.keypoints import PERSON_CATEGORY
-    from poselib.methods.topdown import load_trained, nms_per_image, predict
-    from poselib.methods import get_method
+    from poselib.methods import NO_PREDICT, get_method
     from poselib.viz import draw_poses_cv2
 
+    if args.method in NO_PREDICT:
+        raise SystemExit(f"poselib predict: method {args.method!r} has no predict entry yet ({NO_PREDICT[args.method]})")
     method = get_method(args.method)
-    if hasattr(method, "predict_command"):  # methods that are not top-down find people themselves
+    if hasattr(method, "predict_command"):  # methods that bring their own image handling (detectors)
         return method.predict_command(args)
-    model, recipe = load_trained(args.checkpoint)
-    boxes = _read_boxes(args.boxes)
-    images, detections, decoded = [], [], {}
+    images, decoded = [], {}
     for image_id, path in enumerate(args.images, start=1):
         image = cv2.imread(str(path))
         if image is None:
@@ -60,18 +59,14 @@ def run(args: argparse.Namespace) -> int:
         decoded[image_id] = image
         height, width = image.shape[:2]
         images.append({"id": image_id, "file_name": str(path.resolve()), "width": width, "height": height})
-        for box in boxes.get(path.name, boxes.get(str(path), [[0, 0, width, height, 1.0]])):
-            if len(box) not in (4, 5) or box[2] <= 0 or box[3] <= 0:
-                raise SystemExit(f"{args.boxes}: {path.name}: bad box {box}; expected [x, y, w, h(, score)] with w, h > 0")
-            detections.append({"image_id": image_id, "category_id": 1, "bbox": list(map(float, box[:4])), "score": float(box[4]) if len(box) == 5 else 1.0})
     args.out.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:
         ann = Path(tmp) / "images.json"
-        dets = Path(tmp) / "boxes.json"
         ann.write_text(json.dumps({"images": images, "annotations": [], "categories": [PERSON_CATEGORY]}))
-        dets.write_text(json.dumps(detections))
-        dataset = TopDownDataset(ann, "/", input_size=recipe.input_size, boxes=dets)
-        predictions = nms_per_image(predict(model, recipe, dataset, device=args.device))
+        if hasattr(method, "predict_images"):  # bottom-up: whole images in, people out
+            predictions = method.predict_images(args.checkpoint, ann, device=args.device)
+        else:
+            predictions = _predict_top_down(args, images, ann, Path(tmp) / "boxes.json")
     results = poses_to_coco_results(predictions["image_ids"], predictions["poses"], predictions["scores"])
     write_results(args.out / "results.json", results)
     for info in images:
@@ -82,3 +77,23 @@ def run(args: argparse.Namespace) -> int:
         cv2.imwrite(str(target), cv2.cvtColor(drawn, cv2.COLOR_RGB2BGR))
     print(f"{len(results)} poses on {len(images)} images; drawings and results.json in {args.out}")
     return 0
+
+
+def _predict_top_down(args: argparse.Namespace, images: list[dict], ann: Path, dets: Path) -> dict:
+    """Top-down methods: one crop per box of ``--boxes`` (or the whole image), then OKS-NMS per image."""
+    from poselib.data.datasets import TopDownDataset
+    from poselib.methods.topdown import load_trained, nms_per_image, predict
+
+    model, recipe = load_trained(args.checkpoint)
+    boxes = _read_boxes(args.boxes)
+    detections = []
+    for info, path in zip(images, args.images):
+        width, height = info["width"], info["height"]
+        for box in boxes.get(path.name, boxes.get(str(path), [[0, 0, width, height, 1.0]])):
+            if len(box) not in (4, 5) or box[2] <= 0 or box[3] <= 0:
+                raise SystemExit(f"{args.boxes}: {path.name}: bad box {box}; expected [x, y, w, h(, score)] with w, h > 0")
+            detections.append({"image_id": info["id"], "category_id": 1, "bbox": list(map(float, box[:4])),
+                               "score": float(box[4]) if len(box) == 5 else 1.0})
+    dets.write_text(json.dumps(detections))
+    dataset = TopDownDataset(ann, "/", input_size=recipe.input_size, boxes=dets)
+    return nms_per_image(predict(model, recipe, dataset, device=args.device))

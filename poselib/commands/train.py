@@ -25,29 +25,26 @@ def run(args: argparse.Namespace) -> int:
     from poselib.methods import get_method, topdown
 
     method = get_method(args.method)
-    if hasattr(method, "train_command"):  # methods that are not top-down train and evaluate themselves
-        return method.train_command(args)
     overrides = {"train": {"epochs": args.epochs}} if args.epochs else {}
-    recipe = method.recipe(args.preset, **overrides)
-    trained = topdown.train(recipe, seed=args.seed, device=args.device, progress=not args.no_progress)
-    seconds = trained.result.wall_time_s  # the training run's time, also when the model came from the cache
-    val_set = trained.val_set
-    metrics = topdown.evaluate(trained.model, recipe, val_set, device=args.device, progress=not args.no_progress)
-    cost = topdown.complexity(recipe)
+    options = dict(seed=args.seed, device=args.device, progress=not args.no_progress)
+    if hasattr(method, "train_summary"):  # methods that are not plain top-down train and evaluate themselves
+        summary = method.train_summary(args.preset, overrides, **options)
+    else:
+        summary = topdown.train_summary(method.recipe(args.preset, **overrides), **options)
     path = write_record(
         f"{args.method}-seed{args.seed}",
         method=args.method,
-        config={"recipe": asdict(recipe), "seed": args.seed},
+        config={"recipe": asdict(summary.recipe), "seed": args.seed},
         preset=args.preset,
-        dataset=dataset_info(recipe.dataset, val_set.ann_path),
-        metrics=metrics,
-        params_m=cost["params_m"],
-        gmacs=cost["gmacs"],
-        wall_time_s=seconds,
+        dataset=dataset_info(summary.recipe.dataset, summary.val_ann),
+        metrics=summary.metrics,
+        params_m=summary.params_m,
+        gmacs=summary.gmacs,
+        wall_time_s=summary.wall_time_s,  # the training run's time, also when the model came from the cache
         device=args.device,
-        extra={"run_dir": str(trained.run_dir)},
+        extra={"run_dir": str(summary.run_dir), **summary.extra},
     )
-    print(f"trained {args.method} ({args.preset}) in {seconds:.0f} s; checkpoint {trained.run_dir / 'final.pt'}; record {path}")
-    print(json.dumps({"method": args.method, "preset": args.preset, **metrics}))
+    print(f"trained {args.method} ({args.preset}) in {summary.wall_time_s:.0f} s; "
+          f"checkpoint {summary.run_dir / 'final.pt'}; record {path}")
+    print(json.dumps({"method": args.method, "preset": args.preset, **(summary.headline or summary.metrics)}))
     return 0
-

@@ -182,6 +182,28 @@ def write_record(
     return path
 
 
+@dataclasses.dataclass
+class TrainedSummary:
+    """What ``poselib train`` reports of a trained and evaluated method, whatever its family.
+
+    ``recipe`` is the method's recipe (a dataclass with a ``dataset`` field); ``run_dir`` the run folder holding
+    the weights (``final.pt``); ``val_ann`` the validation annotation file the ``metrics`` were measured on;
+    ``wall_time_s`` the training time in seconds (of every model the method trains); ``params_m`` millions of
+    parameters and ``gmacs`` billions of multiply-accumulates at the recipe's input size; ``headline`` the
+    metrics of the command's last JSON line (default: ``metrics``); ``extra`` more run folders and the like.
+    """
+
+    recipe: Any
+    run_dir: Path
+    val_ann: Path
+    metrics: dict[str, float]
+    wall_time_s: float
+    params_m: float | None = None
+    gmacs: float | None = None
+    headline: dict[str, float] | None = None
+    extra: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+
 def read_records(preset: str | None = None, pattern: str = "*", root: str | Path | None = None) -> list[dict]:
     """Records of one preset (or of all presets) whose name matches the glob ``pattern``, sorted by
     (preset, name). A missing results folder gives an empty list."""

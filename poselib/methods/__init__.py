@@ -1,5 +1,6 @@
 """Methods: a data set, a codec, a model, a loss and a decoder put together (faces: used by the CLI and the
-notebooks). Each method module exposes ``METHOD`` and ``recipe(preset, **overrides)``."""
+notebooks). Each method module exposes ``METHOD`` and ``recipe(preset, **overrides)``; a method that is not plain
+top-down also exposes ``train_summary(preset, overrides, *, seed, device, progress)`` for ``poselib train``."""
 
 from __future__ import annotations
 
@@ -12,6 +13,14 @@ METHODS: dict[str, str] = {
     "mspn": "poselib.methods.mspn",
     "rsn": "poselib.methods.rsn",
     "msarcnn": "poselib.methods.msa_rcnn",
+    "simplepose": "poselib.methods.simple_pose",
+    "multiposenet": "poselib.methods.multiposenet",
+}
+
+#: methods ``poselib predict`` cannot run yet -> why
+NO_PREDICT: dict[str, str] = {
+    "multiposenet": "its network and PRN are trained into two run folders and the command takes one checkpoint; "
+                    "use poselib.methods.multiposenet.predict_parts and group_parts from Python",
 }
 
 

@@ -24,10 +24,10 @@ from torch.utils.data import Dataset
 
 from poselib.data.coco import CocoIndex, load_coco_keypoints
 from poselib.engine import Trainer, TrainConfig, TrainResult
-from poselib.engine.cache import run_dir
+from poselib.engine.cache import run_dir, stored_metrics
 from poselib.engine.checkpoint import trained_run
 from poselib.engine.flops import count_params
-from poselib.engine.records import file_sha256
+from poselib.engine.records import TrainedSummary, file_sha256
 from poselib.evaluation import boxes_to_coco_results, evaluate_boxes, evaluate_keypoints, poses_to_coco_results
 from poselib.keypoints import FLIP_INDEX, NUM_KEYPOINTS
 from poselib.methods.splits import dataset_split
@@ -506,20 +506,12 @@ def evaluate_cached(trained: TrainedMSARCNN, recipe: MSARCNNRecipe | None = None
                     progress: bool = True) -> dict[str, dict[str, float]]:
     """:func:`evaluate` of a trained model with ``recipe``'s test-time choices (default: its own), stored in its run
     folder keyed by decoder, scales and the validation file's hash, so that chapters share one evaluation."""
-    import json
-
     recipe = recipe or trained.recipe
     if recipe.training_key() != trained.recipe.training_key():
         raise ValueError(f"recipe {recipe.name!r} was not trained as the model in {trained.run_dir}")
-    scales = "-".join(f"{s:g}" for s in recipe.tta_scales) or "single"
-    path = trained.run_dir / f"eval2-{recipe.decoder}-{scales}-{file_sha256(trained.val_set.ann_path)[:12]}.json"
-    if path.is_file():
-        return json.loads(path.read_text())
-    metrics = evaluate(trained.model, recipe, trained.val_set, device=device, progress=progress)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(metrics))
-    tmp.replace(path)
-    return metrics
+    key = {"decoder": recipe.decoder, "tta_scales": recipe.tta_scales, "val_sha256": file_sha256(trained.val_set.ann_path)}
+    return stored_metrics(trained.run_dir, key,
+                          lambda: evaluate(trained.model, recipe, trained.val_set, device=device, progress=progress))
 
 
 def run_ladder(preset: str, *, seed: int = 0, device: str = "auto", progress: bool = True) -> list[dict]:
@@ -588,26 +580,17 @@ def separate_pipeline(preset: str) -> tuple[MSARCNN, nn.Module, tuple[int, int]]
 # command line (`poselib train --method msarcnn`, `poselib predict --method msarcnn`)
 
 
-def train_command(args) -> int:
-    """``poselib train --method msarcnn``: train the full model (the ladder's MS-RoIAlign rung with top-2
-    decoding), evaluate keypoints and boxes on the validation split, write a record."""
-    import json
-
-    from poselib.engine.records import dataset_info, write_record
-
-    overrides = {"train": {"epochs": args.epochs}} if args.epochs else {}
-    r = recipe(args.preset, "msroialign", decoder="top2", **overrides)
-    trained = train(r, seed=args.seed, device=args.device, progress=not args.no_progress)
-    metrics = evaluate_cached(trained, device=args.device, progress=not args.no_progress)
+def train_summary(preset: str, overrides: dict, *, seed: int = 0, device: str = "auto",
+                  progress: bool = True) -> TrainedSummary:
+    """What ``poselib train --method msarcnn`` records: the full model (the ladder's MS-RoIAlign rung with top-2
+    decoding) trained under ``preset`` and evaluated on the validation split, keypoints and boxes."""
+    r = recipe(preset, "msroialign", decoder="top2", **overrides)
+    trained = train(r, seed=seed, device=device, progress=progress)
+    metrics = evaluate_cached(trained, device=device, progress=progress)
     flat = {**{f"kp_{k}": v for k, v in metrics["keypoints"].items()}, **{f"box_{k}": v for k, v in metrics["boxes"].items()}}
-    path = write_record(
-        f"{METHOD}-seed{args.seed}", method=METHOD, config={"recipe": asdict(r), "seed": args.seed}, preset=args.preset,
-        dataset=dataset_info(r.dataset, trained.val_set.ann_path), metrics=flat, params_m=count_params(trained.model) / 1e6,
-        wall_time_s=trained.result.wall_time_s, device=args.device, extra={"run_dir": str(trained.run_dir)},
-    )  # fmt: skip
-    print(f"trained {METHOD} ({args.preset}) in {trained.result.wall_time_s:.0f} s; checkpoint {trained.run_dir / 'final.pt'}; record {path}")
-    print(json.dumps({"method": METHOD, "preset": args.preset, "AP": metrics["keypoints"]["AP"], "box_AP": metrics["boxes"]["AP"]}))
-    return 0
+    return TrainedSummary(r, trained.run_dir, trained.val_set.ann_path, flat, trained.result.wall_time_s,
+                          params_m=count_params(trained.model) / 1e6,
+                          headline={"AP": metrics["keypoints"]["AP"], "box_AP": metrics["boxes"]["AP"]})
 
 
 def load_trained(checkpoint: str | Path, *, decoder: str = "top2") -> tuple[MSARCNN, MSARCNNRecipe]:

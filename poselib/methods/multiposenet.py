@@ -31,7 +31,7 @@ from poselib.data.datasets import BottomUpDataset, collate_bottomup
 from poselib.engine import Trainer, TrainConfig, TrainResult
 from poselib.engine.cache import run_dir
 from poselib.engine.distributed import unwrap_model
-from poselib.engine.records import file_sha256
+from poselib.engine.records import TrainedSummary, file_sha256
 from poselib.evaluation import boxes_to_coco_results, evaluate_boxes, evaluate_keypoints, poses_to_coco_results
 from poselib.geometry import apply_affine
 from poselib.grouping import prn as grouping
@@ -496,8 +496,27 @@ __all__ = [
     "build_prn", "complexity", "detector_step", "evaluate_detections", "evaluate_poses", "ground_truth_parts",
     "group_parts", "keypoint_loss", "keypoint_step", "make_grouping", "predict_parts", "prn_samples", "prn_step",
     "recipe", "segmentation_iou", "time_pipeline", "time_prn_per_person", "train_detector", "train_keypoints",
-    "train_prn", "ucr_prior",
+    "train_prn", "train_summary", "ucr_prior",
 ]
+
+
+def train_summary(preset: str, overrides: dict, *, seed: int = 0, device: str = "auto",
+                  progress: bool = True) -> TrainedSummary:
+    """What ``poselib train --method multiposenet`` records: the keypoint subnet, the person subnet and PRN trained
+    under ``preset`` (``overrides["train"]`` applies to the keypoint subnet), and the full pipeline (our keypoints,
+    our boxes, PRN) evaluated on the validation images. The network's run folder is ``run_dir``; PRN's is
+    ``extra["prn_run_dir"]``."""
+    r = recipe(preset, **overrides)
+    keypoints = train_keypoints(r, seed=seed, device=device, progress=progress)
+    detector = train_detector(r, keypoints, seed=seed, device=device, progress=progress)
+    prn = train_prn(r, seed=seed, device=device, progress=progress)
+    _, val_set = build_datasets(r, seed)
+    parts = predict_parts(detector.model, r, val_set, device=device, progress=progress)
+    metrics = evaluate_poses(group_parts(parts, val_set, make_grouping("prn", prn.model), grid=r.grid), val_set)
+    cost = complexity(r)
+    seconds = sum(run.result.wall_time_s for run in (keypoints, detector, prn))
+    return TrainedSummary(r, detector.run_dir, val_set.ann_path, metrics, seconds, cost["params_m"], cost["gmacs"],
+                          extra={"prn_run_dir": str(prn.run_dir), "prn_params_m": cost["prn_params_m"]})
 
 
 def bench_main(argv: list[str] | None = None) -> int:

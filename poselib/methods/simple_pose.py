@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field, replace
 from functools import partial
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -23,8 +24,9 @@ from torch import nn
 
 from poselib.codecs.bodyparts import BodyPartTargets, flip_back, select_parts
 from poselib.engine.cache import stored_metrics
+from poselib.engine.checkpoint import trained_run
 from poselib.engine.flops import count_macs, count_params
-from poselib.engine.records import file_sha256
+from poselib.engine.records import TrainedSummary, file_sha256
 from poselib.grouping.greedy import GreedyConfig, group
 from poselib.keypoints import NUM_KEYPOINTS
 from poselib.losses import SIMPLE_POSE_SCALE_WEIGHTS, multi_scale_focal_l2
@@ -276,6 +278,37 @@ def complexity(recipe: SimplePoseRecipe) -> dict[str, float]:
     return count_macs(build(recipe), (recipe.input_size, recipe.input_size))
 
 
+def train_summary(preset: str, overrides: dict, *, seed: int = 0, device: str = "auto",
+                  progress: bool = True) -> TrainedSummary:
+    """What ``poselib train --method simplepose`` records: the preset's base recipe trained and evaluated on the
+    validation images (the recipe's test scales and flip)."""
+    r = recipe(preset, **overrides)
+    trained = train(r, seed=seed, device=device, progress=progress)
+    cost = complexity(r)
+    return TrainedSummary(r, trained.run_dir, trained.val_set.ann_path, evaluate_trained(trained, r, device=device),
+                          trained.result.wall_time_s, cost["params_m"], cost["gmacs"])
+
+
+def load_trained(checkpoint: str | Path) -> tuple[nn.Module, SimplePoseRecipe]:
+    """Model and recipe from a run folder (or its ``final.pt`` / ``last.pt``) written by :func:`train`."""
+    weights, config = trained_run(checkpoint)
+    fields = dict(config["recipe"])
+    for key in ("scale_weights", "test_scales"):
+        fields[key] = tuple(fields[key])
+    r = SimplePoseRecipe(**fields)
+    model = build(r)
+    model.load_state_dict(torch.load(weights, map_location="cpu", weights_only=False)["model"])
+    return model.eval(), r
+
+
+def predict_images(checkpoint: str | Path, ann_path: str | Path, image_dir: str | Path = "/", *,
+                   device: str = "auto") -> dict[str, np.ndarray]:
+    """People on the images listed in a COCO file ``ann_path`` (annotations may be empty) by the model in
+    ``checkpoint``: ``poses (N, 17, 3)`` in image pixels, ``scores (N,)``, ``image_ids (N,)``."""
+    from poselib.data.datasets import BottomUpDataset
+
+    model, r = load_trained(checkpoint)
+    return predict(model, r, BottomUpDataset(ann_path, image_dir, input_size=r.input_size), device=device, progress=False)
 
 
 #: The paper's Table 1 (COCO val2017 AP, %) for each ablation: (variant's AP, reference AP, experiments compared).
@@ -313,5 +346,6 @@ def run_ablations(base: SimplePoseRecipe, names, *, seed: int = 0, device: str =
 
 
 __all__ = ["ABLATIONS", "METHOD", "PAPER_LOSS", "RELEASED_LOSS", "SimplePoseRecipe", "ablation_recipe", "build",
-           "build_datasets", "complexity", "encoder", "evaluate", "evaluate_trained", "final_maps", "group_maps", "loss_fn",
-           "predict", "predict_maps", "recipe", "train", "PAPER_TABLE1", "run_ablations", "evaluate_targets"]
+           "build_datasets", "complexity", "encoder", "evaluate", "evaluate_trained", "final_maps", "group_maps",
+           "load_trained", "loss_fn", "predict", "predict_images", "predict_maps", "recipe", "train", "train_summary",
+           "PAPER_TABLE1", "run_ablations", "evaluate_targets"]

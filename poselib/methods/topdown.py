@@ -23,7 +23,7 @@ from poselib.engine import Trainer, TrainConfig, TrainResult
 from poselib.engine.cache import run_dir, stored_metrics
 from poselib.engine.checkpoint import trained_run
 from poselib.engine.flops import count_macs
-from poselib.engine.records import file_sha256
+from poselib.engine.records import TrainedSummary, file_sha256
 from poselib.evaluation import evaluate_keypoints, oks_nms, poses_to_coco_results
 from poselib.evaluation.results import write_results
 from poselib.losses import keypoint_mse
@@ -297,6 +297,15 @@ def evaluate_trained(trained: TrainedTopDown, *, device: str = "auto") -> dict[s
     return stored_metrics(
         trained.run_dir, key, lambda: evaluate(trained.model, trained.recipe, trained.val_set, device=device, progress=False)
     )
+
+
+def train_summary(recipe: TopDownRecipe, *, seed: int = 0, device: str = "auto", progress: bool = True) -> TrainedSummary:
+    """Train ``recipe`` (or load it from the cache) and evaluate it with ground-truth boxes: what ``poselib train``
+    records."""
+    trained = train(recipe, seed=seed, device=device, progress=progress)
+    cost = complexity(recipe)
+    return TrainedSummary(recipe, trained.run_dir, trained.val_set.ann_path, evaluate_trained(trained, device=device),
+                          trained.result.wall_time_s, cost["params_m"], cost["gmacs"])
 
 
 def recipe_from_dict(fields: dict) -> TopDownRecipe:
