@@ -117,15 +117,27 @@ def test_train_and_predict_commands_for_a_bottom_up_method(isolated, capsys, tmp
     assert all(r["image_id"] == 1 and len(r["keypoints"]) == 51 for r in results)
 
 
-def test_multiposenet_trains_from_the_command_line_and_says_why_it_cannot_predict(isolated, capsys, tmp_path):
+def test_multiposenet_trains_and_predicts_from_the_command_line(isolated, capsys, tmp_path):
     argv = ["train", "--method", "multiposenet", "--preset", "smoke", "--epochs", "1", "--no-progress"]
     assert main(argv) == 0
     last = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     record = json.loads((isolated / "results" / "smoke" / "multiposenet-seed0.json").read_text())
     assert record["metrics"]["AP"] == last["AP"]
-    assert Path(record["extra"]["prn_run_dir"]).is_dir() and (Path(record["extra"]["run_dir"]) / "final.pt").is_file()
-    with pytest.raises(SystemExit, match="two run folders"):
-        main(["predict", "--method", "multiposenet", "--checkpoint", record["extra"]["run_dir"], str(tmp_path / "x.png")])
+    network, prn = record["extra"]["run_dir"], record["extra"]["prn_run_dir"]
+
+    from poselib.methods import multiposenet
+
+    _, val_set = multiposenet.build_datasets(multiposenet.recipe("smoke"))
+    image = val_set.coco.image_path(val_set.image_ids[0])
+    out = tmp_path / "out"
+    with pytest.raises(SystemExit, match="--prn"):
+        main(["predict", "--method", "multiposenet", "--checkpoint", network, str(image), "--out", str(out)])
+    with pytest.raises(ValueError, match="not a PRN run"):
+        multiposenet.load_pipeline(network, network)
+    assert main(["predict", "--method", "multiposenet", "--checkpoint", network, "--prn", prn, str(image), "--out", str(out)]) == 0
+    assert (out / f"{image.stem}_pose.png").is_file()
+    results = json.loads((out / "results.json").read_text())
+    assert all(r["image_id"] == 1 and len(r["keypoints"]) == 51 for r in results)
 
 
 def test_predict_command_draws_and_writes_results(trained, tmp_path):

@@ -2,7 +2,7 @@
 
 Top-down methods need person boxes: pass ``--boxes FILE`` (JSON mapping an image's file name to a list of
 ``[x, y, w, h]`` or ``[x, y, w, h, score]``), otherwise each image is taken as one person box. Bottom-up methods
-and MSA R-CNN find the people themselves. Writes one PNG per
+and MSA R-CNN find the people themselves; MultiPoseNet also takes its PRN's run folder (``--prn``). Writes one PNG per
 image with the skeletons drawn, and ``results.json`` in COCO results format (image ids follow the order given).
 """
 
@@ -21,6 +21,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--checkpoint", required=True, type=Path, help="a run folder, or its final.pt / last.pt")
     parser.add_argument("images", nargs="+", type=Path, help="image files")
     parser.add_argument("--boxes", type=Path, help="JSON: file name -> [[x, y, w, h(, score)], ...]")
+    parser.add_argument("--prn", type=Path, help="multiposenet: PRN's run folder (--checkpoint is the network's)")
     parser.add_argument("--out", type=Path, default=Path("predictions"), help="output folder (default: predictions)")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--min-score", type=float, default=0.2, help="keypoints drawn above this score")
@@ -43,11 +44,11 @@ def run(args: argparse.Namespace) -> int:
 
     from poselib.evaluation.results import poses_to_coco_results, write_results
     from poselib.keypoints import PERSON_CATEGORY
-    from poselib.methods import NO_PREDICT, get_method
+    from poselib.methods import get_method
     from poselib.viz import draw_poses_cv2
 
-    if args.method in NO_PREDICT:
-        raise SystemExit(f"poselib predict: method {args.method!r} has no predict entry yet ({NO_PREDICT[args.method]})")
+    if (args.prn is not None) != (args.method == "multiposenet"):
+        raise SystemExit("poselib predict: --prn (PRN's run folder) is needed for multiposenet and only for it")
     method = get_method(args.method)
     if hasattr(method, "predict_command"):  # methods that bring their own image handling (detectors)
         return method.predict_command(args)
@@ -64,7 +65,8 @@ def run(args: argparse.Namespace) -> int:
         ann = Path(tmp) / "images.json"
         ann.write_text(json.dumps({"images": images, "annotations": [], "categories": [PERSON_CATEGORY]}))
         if hasattr(method, "predict_images"):  # bottom-up: whole images in, people out
-            predictions = method.predict_images(args.checkpoint, ann, device=args.device)
+            extra = {"prn": args.prn} if args.prn is not None else {}
+            predictions = method.predict_images(args.checkpoint, ann, device=args.device, **extra)
         else:
             predictions = _predict_top_down(args, images, ann, Path(tmp) / "boxes.json")
     results = poses_to_coco_results(predictions["image_ids"], predictions["poses"], predictions["scores"])

@@ -17,13 +17,6 @@ METHODS: dict[str, str] = {
     "multiposenet": "poselib.methods.multiposenet",
 }
 
-#: methods ``poselib predict`` cannot run yet -> why
-NO_PREDICT: dict[str, str] = {
-    "multiposenet": "its network and PRN are trained into two run folders and the command takes one checkpoint; "
-                    "use poselib.methods.multiposenet.predict_parts and group_parts from Python",
-}
-
-
 def get_method(name: str) -> ModuleType:
     """The module implementing method ``name``."""
     if name not in METHODS:

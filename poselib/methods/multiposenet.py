@@ -30,6 +30,7 @@ from poselib.codecs import heatmap
 from poselib.data.datasets import BottomUpDataset, collate_bottomup
 from poselib.engine import Trainer, TrainConfig, TrainResult
 from poselib.engine.cache import run_dir
+from poselib.engine.checkpoint import trained_run
 from poselib.engine.distributed import unwrap_model
 from poselib.engine.records import TrainedSummary, file_sha256
 from poselib.evaluation import boxes_to_coco_results, evaluate_boxes, evaluate_keypoints, poses_to_coco_results
@@ -494,7 +495,8 @@ def complexity(recipe: MultiPoseNetRecipe, input_size: int | None = None) -> dic
 __all__ = [
     "BottomUpTargets", "ImageParts", "METHOD", "MultiPoseNetRecipe", "Trained", "build_datasets", "build_network",
     "build_prn", "complexity", "detector_step", "evaluate_detections", "evaluate_poses", "ground_truth_parts",
-    "group_parts", "keypoint_loss", "keypoint_step", "make_grouping", "predict_parts", "prn_samples", "prn_step",
+    "group_parts", "keypoint_loss", "keypoint_step", "load_pipeline", "make_grouping", "predict_images", "predict_parts",
+    "prn_samples", "prn_step",
     "recipe", "segmentation_iou", "time_pipeline", "time_prn_per_person", "train_detector", "train_keypoints",
     "train_prn", "train_summary", "ucr_prior",
 ]
@@ -517,6 +519,52 @@ def train_summary(preset: str, overrides: dict, *, seed: int = 0, device: str = 
     seconds = sum(run.result.wall_time_s for run in (keypoints, detector, prn))
     return TrainedSummary(r, detector.run_dir, val_set.ann_path, metrics, seconds, cost["params_m"], cost["gmacs"],
                           extra={"prn_run_dir": str(prn.run_dir), "prn_params_m": cost["prn_params_m"]})
+
+
+def load_pipeline(checkpoint: str | Path, prn_checkpoint: str | Path) -> tuple[MultiPoseNet, nn.Module, MultiPoseNetRecipe]:
+    """The trained network and PRN, and the recipe rebuilt from their stored configurations.
+
+    ``checkpoint`` is the person subnet's run folder (:func:`train_detector`'s, which holds the whole network; its
+    keypoint run must sit beside it in the model cache), ``prn_checkpoint`` PRN's (:func:`train_prn`'s); either
+    may also be a checkpoint file in its folder. Test-time settings not stored there take the recipe's defaults.
+    """
+    import json
+
+    weights, config = trained_run(checkpoint)
+    if "keypoint_run" not in config:
+        raise ValueError(f"{checkpoint}: not a MultiPoseNet network run (the person subnet's folder, whose config names "
+                         "its keypoint_run)")
+    keypoint_config_path = weights.parent.parent / config["keypoint_run"] / "config.json"
+    if not keypoint_config_path.is_file():
+        raise FileNotFoundError(f"{keypoint_config_path}: missing; the keypoint run of {checkpoint} must sit beside it")
+    keypoints = json.loads(keypoint_config_path.read_text())
+    prn_weights, prn_config = trained_run(prn_checkpoint)
+    if "prn" not in prn_config:
+        raise ValueError(f"{prn_checkpoint}: not a PRN run (its config has no prn field)")
+    model_kwargs = {k: tuple(v) if isinstance(v, list) else v for k, v in keypoints["model_kwargs"].items()}
+    if "pretrained" in model_kwargs:  # the checkpoint holds the weights; don't fetch ImageNet ones again
+        model_kwargs["pretrained"] = False
+    r = MultiPoseNetRecipe(name=METHOD, dataset=keypoints["dataset"], input_size=keypoints["input_size"],
+                           sigma=keypoints["sigma"], model_kwargs=model_kwargs, prn=prn_config["prn"])
+    network = build_network(r)
+    network.load_state_dict(torch.load(weights, map_location="cpu", weights_only=False)["model"])
+    prn = build_prn(r)
+    prn.load_state_dict(torch.load(prn_weights, map_location="cpu", weights_only=False)["model"])
+    return network.eval(), prn.eval(), r
+
+
+def predict_images(checkpoint: str | Path, ann_path: str | Path, image_dir: str | Path = "/", *, device: str = "auto",
+                   prn: str | Path | None = None) -> dict[str, np.ndarray]:
+    """People on the images listed in a COCO file ``ann_path`` (annotations may be empty): the network in
+    ``checkpoint`` finds keypoints and boxes, the PRN in ``prn`` assigns them (see :func:`load_pipeline`).
+    Returns ``image_ids (N,)``, ``poses (N, 17, 3)`` in image pixels and ``scores (N,)``."""
+    if prn is None:
+        raise ValueError("MultiPoseNet needs PRN's run folder besides the network's (the prn_run_dir of the record "
+                         "that `poselib train --method multiposenet` writes)")
+    network, prn_model, r = load_pipeline(checkpoint, prn)
+    dataset = BottomUpDataset(ann_path, image_dir, input_size=r.input_size)
+    parts = predict_parts(network, r, dataset, device=device, progress=False)
+    return group_parts(parts, dataset, make_grouping("prn", prn_model), grid=r.grid)
 
 
 def bench_main(argv: list[str] | None = None) -> int:
