@@ -22,10 +22,10 @@ from __future__ import annotations
 
 import json
 import logging
+from collections import OrderedDict
 from dataclasses import dataclass
 from os import PathLike
 from pathlib import Path
-from collections import OrderedDict
 from typing import Callable, Sequence
 
 import numpy as np
