@@ -26,7 +26,7 @@ from poselib.evaluation import (
     poses_to_coco_results,
     write_results,
 )
-from poselib.evaluation.oks import oks
+from poselib.evaluation.oks import matched_oks, oks
 from poselib.keypoints import COCO_SIGMAS, NUM_KEYPOINTS, PERSON_CATEGORY
 
 # a standing person in a unit box, (x, y) per COCO keypoint
@@ -193,6 +193,21 @@ def test_oks_matches_pycocotools_compute_oks(gt):
         checked_unlabelled |= any(g["num_keypoints"] == 0 for g in gts)
         assert (expected > 0.01).any() and (expected < 0.99).any()  # a meaningful comparison
     assert checked_unlabelled
+
+
+def test_matched_oks_is_the_diagonal_of_oks():
+    rng = np.random.default_rng(5)
+    gt = np.concatenate([TEMPLATE * [60, 160] + [100, 100], np.full((NUM_KEYPOINTS, 1), 2.0)], 1)
+    gts = np.stack([gt + [40 * i, 0, 0] for i in range(4)])
+    gts[1, :6, 2] = 0  # partly labelled
+    gts[3, :, 2] = 0  # nothing labelled: 0, as oks() without boxes
+    areas = rng.uniform(2000, 6000, 4)
+    dts = gts + np.concatenate([rng.normal(0, 3, (4, NUM_KEYPOINTS, 2)), np.zeros((4, NUM_KEYPOINTS, 1))], -1)
+    expected = np.diag(oks(gts, areas, dts))
+    np.testing.assert_allclose(matched_oks(gts, areas, dts), expected, rtol=1e-12)
+    assert 0.2 < expected[:3].min() and expected[:3].max() < 1.0 and expected[3] == 0.0
+    with pytest.raises(ValueError, match="one ground truth per detection"):
+        matched_oks(gts, areas, dts[:3])
 
 
 def test_oks_nms_keeps_the_best_of_each_cluster():

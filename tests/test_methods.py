@@ -72,6 +72,18 @@ def test_evaluate_and_reload_give_the_same_predictions(trained):
     assert set(metrics) >= {"AP", "AP50", "AR"} and 0.0 <= metrics["AP"] <= 1.0
 
 
+def test_person_oks_scores_each_crop_against_its_own_annotation(trained):
+    _, val_set = topdown.build_datasets(trained.recipe)
+    predictions = topdown.predict(trained.model, trained.recipe, val_set, progress=False)
+    by_id = {a["id"]: a for anns in val_set.coco.people.values() for a in anns}
+    exact = dict(predictions, poses=np.stack([np.reshape(by_id[int(i)]["keypoints"], (17, 3)) for i in predictions["ann_ids"]]))
+    np.testing.assert_allclose(topdown.person_oks(exact, val_set), 1.0)  # ground truth as the prediction
+    values = topdown.person_oks(predictions, val_set)
+    assert values.shape == (len(val_set),) and ((values >= 0) & (values <= 1)).all()
+    with pytest.raises(ValueError, match="ground-truth boxes"):
+        topdown.person_oks(dict(predictions, ann_ids=-np.ones_like(predictions["ann_ids"])), val_set)
+
+
 def test_nms_per_image_removes_duplicate_poses():
     pose = np.zeros((17, 3))
     pose[:, 0], pose[:, 1], pose[:, 2] = np.arange(17) * 3.0, np.arange(17) * 2.0, 1.0

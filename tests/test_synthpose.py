@@ -387,6 +387,18 @@ def test_split_statistics_known_counts(tmp_path):
     assert list(stats.visibility_table().columns) == ["v=0", "v=1", "v=2"]
 
 
+def test_visible_share_counts_visible_among_labelled_keypoints():
+    from poselib.data.synthpose.stats import visible_share
+
+    kp = np.zeros((3, 17, 3))
+    kp[0, :5, 2] = 2
+    kp[0, 5:9, 2] = 1  # 5 of 9 labelled keypoints visible
+    kp[1, :, 2] = 2
+    shares = visible_share(kp.reshape(3, 51))  # COCO's flat rows
+    np.testing.assert_allclose(shares[:2], [5 / 9, 1.0])
+    assert np.isnan(shares[2])  # nothing labelled
+
+
 def test_render_figure_centres_one_labelled_person():
     from poselib.data.synthpose.scene import render_figure
 

@@ -15,7 +15,7 @@ from poselib.evaluation.coco_eval import (
     load_results,
 )
 from poselib.evaluation import oks
-from poselib.evaluation.oks import oks_nms, pairwise_oks
+from poselib.evaluation.oks import matched_oks, oks_nms, pairwise_oks
 from poselib.evaluation.results import (
     boxes_to_coco_results,
     ground_truth_as_results,
@@ -34,6 +34,7 @@ __all__ = [
     "load_ground_truth",
     "load_ground_truth_dict",
     "load_results",
+    "matched_oks",
     "oks",
     "oks_nms",
     "pairwise_oks",

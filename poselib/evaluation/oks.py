@@ -80,6 +80,28 @@ def oks(
     return result
 
 
+def matched_oks(gt_keypoints, gt_areas, dt_keypoints, sigmas=COCO_SIGMAS) -> np.ndarray:
+    """OKS of each detection with its own ground-truth person (row ``i`` with row ``i``): the diagonal of
+    :func:`oks` without the rest of the matrix, e.g. for top-down crops made from ground-truth boxes.
+
+    ``gt_keypoints (N, K, 3)`` (or flat ``(N, 3K)``), ``gt_areas (N,)``, ``dt_keypoints (N, K, 3)``. Returns ``(N,)``;
+    a person with no labelled keypoint gets 0.
+    """
+    gt = _keypoint_array("gt_keypoints", gt_keypoints, "N")
+    dt = _keypoint_array("dt_keypoints", dt_keypoints, "N")
+    areas = np.asarray(gt_areas, dtype=np.float64).reshape(-1)
+    if not (gt.shape[0] == dt.shape[0] == areas.size):
+        raise ValueError(f"need one ground truth per detection: {gt.shape[0]} people, {dt.shape[0]} detections, "
+                         f"{areas.size} areas")
+    sig = np.asarray(sigmas, dtype=np.float64).reshape(-1)
+    if not (gt.shape[1] == dt.shape[1] == sig.size):
+        raise ValueError(f"keypoint counts differ: gt {gt.shape[1]}, dt {dt.shape[1]}, sigmas {sig.size}")
+    scale = (2 * sig) ** 2 * (areas[:, None] + np.spacing(1)) * 2  # (N, K), as in oks()
+    labelled = gt[..., 2] > 0
+    similarity = np.exp(-((dt[..., 0] - gt[..., 0]) ** 2 + (dt[..., 1] - gt[..., 1]) ** 2) / scale)
+    return (similarity * labelled).sum(-1) / np.maximum(labelled.sum(-1), 1)
+
+
 def pairwise_oks(poses, areas, sigmas=COCO_SIGMAS, *, min_keypoint_score: float | None = None) -> np.ndarray:
     """Symmetric OKS between predicted poses ``(N, K, 3)`` (third column: score) as used for OKS-NMS.
 

@@ -24,7 +24,7 @@ from poselib.engine.cache import run_dir, stored_metrics
 from poselib.engine.checkpoint import trained_run
 from poselib.engine.flops import count_macs
 from poselib.engine.records import TrainedSummary, file_sha256
-from poselib.evaluation import evaluate_keypoints, oks_nms, poses_to_coco_results
+from poselib.evaluation import evaluate_keypoints, matched_oks, oks_nms, poses_to_coco_results
 from poselib.evaluation.results import write_results
 from poselib.losses import keypoint_mse
 from poselib.methods.splits import dataset_split
@@ -253,6 +253,18 @@ def predict(
         "ann_ids": np.concatenate(ann_ids),
         "areas": np.concatenate(areas),
     }
+
+
+def person_oks(predictions: dict[str, np.ndarray], dataset: TopDownDataset) -> np.ndarray:
+    """OKS of each predicted crop's pose with the annotation the crop was made from (:func:`predict` on
+    ground-truth boxes). Returns ``(N,)`` in the order of ``predictions``."""
+    if (predictions["ann_ids"] < 0).any():
+        raise ValueError(f"{dataset.ann_path}: person OKS needs crops from ground-truth boxes, not detections")
+    by_id = {ann["id"]: ann for anns in dataset.coco.people.values() for ann in anns}
+    people = [by_id[int(i)] for i in predictions["ann_ids"]]
+    if not people:
+        return np.zeros(0)
+    return matched_oks([p["keypoints"] for p in people], [p["area"] for p in people], predictions["poses"])
 
 
 def nms_per_image(predictions: dict[str, np.ndarray], threshold: float = 0.9) -> dict[str, np.ndarray]:

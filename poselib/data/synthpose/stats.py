@@ -41,6 +41,18 @@ class SplitStatistics:
         return pd.DataFrame(self.visibility, index=list(KEYPOINT_NAMES), columns=["v=0", "v=1", "v=2"])
 
 
+def visible_share(keypoints) -> np.ndarray:
+    """Share of each person's labelled keypoints that are visible (``v = 2`` among ``v > 0``).
+
+    ``keypoints``: ``(P, 17, 3)`` or COCO's flat ``(P, 51)``. Returns ``(P,)``; NaN for a person with no labelled
+    keypoint.
+    """
+    v = np.asarray(keypoints, dtype=np.float64).reshape(-1, NUM_KEYPOINTS, 3)[..., 2]
+    labelled = (v > 0).sum(axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(labelled > 0, (v == 2).sum(axis=1) / labelled, np.nan)
+
+
 def split_statistics(ann_path: str | PathLike) -> SplitStatistics:
     """Measure the COCO person keypoint file ``ann_path``."""
     data = json.loads(open(ann_path).read())
