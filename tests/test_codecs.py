@@ -17,6 +17,7 @@ from poselib.codecs import (
     decode_quarter_offset,
     decode_taylor,
     decode_top2_average,
+    encode_gaussian_levels,
     encode_heatmaps,
     encode_multi_person,
     encode_multi_resolution,
@@ -143,6 +144,35 @@ def test_multi_resolution_equals_separate_encodings():
     assert [m.shape for m, _ in out] == [(2, 17, 16, 16), (2, 17, 8, 8), (2, 17, 16, 16)]
     torch.testing.assert_close(out[1][0], encode_heatmaps(kpts, (8, 8), 8, 1.0)[0])
     torch.testing.assert_close(out[2][0], encode_heatmaps(kpts, (16, 16), 4, kernel_size=7)[0])
+
+
+def test_gaussian_levels_equal_one_encoding_per_sigma():
+    rng = np.random.default_rng(1)
+    kpts = np.concatenate([rng.uniform(-8, 70, (3, 17, 2)), rng.integers(0, 3, (3, 17, 1))], -1)
+    per_keypoint = np.linspace(1.0, 3.0, 17)
+    sigmas = [3.5, 2.0, per_keypoint, 0.8]
+    maps, weights = encode_gaussian_levels(kpts, (16, 12), 4, sigmas)
+    assert maps.shape == (3, 4, 17, 16, 12) and maps.dtype == torch.float32
+    for level, sigma in enumerate(sigmas):
+        expected, expected_weights = encode_heatmaps(kpts, (16, 12), 4, sigma)
+        torch.testing.assert_close(maps[:, level], expected)
+        torch.testing.assert_close(weights, expected_weights)
+    # keypoints outside the map or unlabelled get all-zero maps at every level
+    assert torch.all(maps.flatten(3).amax(-1)[weights[:, None].expand(-1, 4, -1) == 0] == 0)
+
+
+def test_gaussian_levels_keep_tensor_input_and_reject_bad_sigma():
+    kpts = torch.tensor([[[13.3, 21.7, 1.0], [40.2, 9.9, 1.0]]], dtype=torch.float64)
+    maps, weights = encode_gaussian_levels(kpts, (16, 12), 4, [2.0, 1.0])
+    assert maps.dtype == weights.dtype == torch.float32 and maps.device == kpts.device
+    # the value at the nearest cell is exp(-d^2 / (2 sigma^2)) with d the sub-cell distance
+    u, v = image_to_heatmap(np.array([13.3, 21.7]), 4)
+    cu, cv = int(round(u)), int(round(v))
+    assert maps[0, 1, 0, cv, cu].item() == pytest.approx(math.exp(-((cu - u) ** 2 + (cv - v) ** 2) / 2), rel=1e-5)
+    with pytest.raises(ValueError, match="sigma must be positive"):
+        encode_gaussian_levels(kpts, (16, 12), 4, [2.0, 0.0])
+    with pytest.raises(ValueError, match="at least one sigma"):
+        encode_gaussian_levels(kpts, (16, 12), 4, [])
 
 
 def test_resize_mask_area_and_max():
@@ -381,3 +411,10 @@ def test_benchmark_prints_json_last(capsys):
     summary = json.loads(last)
     assert summary["shape"] == [2, 3, 8, 6]
     assert set(summary["ms_per_batch"]) >= set(DECODERS)
+
+
+def test_encode_benchmark_prints_json_last(capsys):
+    assert benchmark.encode_main(["--size", "8x6", "--kernels", "5,3", "--repeats", "2"]) == 0
+    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert summary["benchmark"] == "encode" and summary["levels"] == 2
+    assert all(us > 0 for us in summary["us_per_sample"].values())

@@ -268,3 +268,17 @@ def test_smoke_recipe_trains_and_evaluates_end_to_end(tmp_path, monkeypatch):
     assert isinstance(train_set.encoder, method.MSPNTargets)
     metrics = topdown.evaluate(trained.model, recipe, trained.val_set, progress=False)
     assert 0.0 <= metrics["AP"] <= 1.0
+
+
+def test_gap_against_spread_by_hand():
+    inside = method.gap_against_spread({0: 0.30, 1: 0.32}, 0.325)
+    assert inside["gap"] == pytest.approx(0.015) and inside["spread"] == pytest.approx(0.02)
+    assert not inside["beyond_spread"]
+    above = method.gap_against_spread({0: 0.30, 1: 0.32}, 0.36)
+    assert above["gap"] == pytest.approx(0.05) and above["beyond_spread"]
+    below = method.gap_against_spread({0: 0.30, 1: 0.32}, 0.25)
+    assert below["gap"] == pytest.approx(-0.06) and below["beyond_spread"]
+    one_seed = method.gap_against_spread({0: 0.30}, 0.50)
+    assert np.isnan(one_seed["spread"]) and not one_seed["beyond_spread"]
+    with pytest.raises(ValueError, match="no AP"):
+        method.gap_against_spread({}, 0.3)

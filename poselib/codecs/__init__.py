@@ -20,6 +20,7 @@ from poselib.codecs.decode import (
 )
 from poselib.codecs.heatmap import (
     HeatmapSpec,
+    encode_gaussian_levels,
     encode_heatmaps,
     encode_multi_person,
     encode_multi_resolution,
@@ -35,6 +36,7 @@ __all__ = [
     "decode_quarter_offset",
     "decode_taylor",
     "decode_top2_average",
+    "encode_gaussian_levels",
     "encode_heatmaps",
     "encode_multi_person",
     "encode_multi_resolution",

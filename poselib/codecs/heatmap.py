@@ -60,39 +60,105 @@ def gaussian_kernel_1d(kernel_size: int, sigma: float = 0.0, *, device=None, dty
     return torch.as_tensor(kernel, dtype=dtype, device=device)
 
 
-def _per_keypoint_sigma(sigma: float | Tensor | Sequence[float], num_keypoints: int, like: Tensor) -> Tensor:
-    sig = torch.as_tensor(sigma, dtype=like.dtype, device=like.device).reshape(-1)
-    if sig.numel() == 1:
-        sig = sig.expand(num_keypoints)
-    if sig.numel() != num_keypoints:
-        raise ValueError(f"sigma has {sig.numel()} values but keypoints have {num_keypoints} channels")
-    if bool((sig <= 0).any()):
-        raise ValueError(f"sigma must be positive, got {sig.tolist()}")
-    return sig
-
-
-def _blurred_impulse_1d(centre: Tensor, length: int, kernel: Tensor) -> Tensor:
+def _blurred_impulse_1d(centre: np.ndarray, length: int, kernel: np.ndarray) -> np.ndarray:
     """Profile of ``cv2.GaussianBlur`` applied to a unit impulse at integer ``centre`` on ``0..length-1``.
 
     ``centre``: ``(...,)`` integer-valued; returns ``(..., length)``. OpenCV's default border is
     ``BORDER_REFLECT_101``, so an impulse near an edge also receives the kernel's mass from its mirror images
     ``-c`` and ``2(length-1) - c`` (one reflection suffices while the kernel radius is below ``length``).
     """
-    radius = (kernel.numel() - 1) // 2
+    radius = (kernel.size - 1) // 2
     if radius >= length:
-        raise ValueError(f"blur kernel of size {kernel.numel()} is too large for a heatmap side of {length}")
-    positions = torch.arange(length, dtype=centre.dtype, device=centre.device)
-    padded = F.pad(kernel, (1, 1))  # index 0 and -1 are the zero outside the kernel
+        raise ValueError(f"blur kernel of size {kernel.size} is too large for a heatmap side of {length}")
+    positions = np.arange(length)
 
-    def tap(mirror: Tensor) -> Tensor:
-        offset = (positions - mirror.unsqueeze(-1)).long() + radius + 1
-        outside = (offset < 1) | (offset > kernel.numel())
-        return padded[offset.clamp(0, kernel.numel() + 1)].masked_fill(outside, 0.0)
+    def tap(mirror: np.ndarray) -> np.ndarray:
+        offset = (positions - mirror[..., None]).astype(np.int64) + radius
+        inside = (offset >= 0) & (offset < kernel.size)
+        return np.where(inside, kernel[np.clip(offset, 0, kernel.size - 1)], 0.0)
 
     last = length - 1
-    profile = tap(centre)
-    profile = profile + tap(-centre) * (centre > 0).unsqueeze(-1)
-    return profile + tap(2 * last - centre) * (centre < last).unsqueeze(-1)
+    profile = tap(centre) + tap(-centre) * (centre > 0)[..., None]
+    return profile + tap(2 * last - centre) * (centre < last)[..., None]
+
+
+def _keypoint_array(keypoints) -> np.ndarray:
+    """``keypoints`` as a float32 numpy array ``(N, K, 3)`` (a CPU copy of a device tensor)."""
+    if isinstance(keypoints, Tensor):
+        keypoints = keypoints.detach().cpu().numpy()
+    kpts = np.asarray(keypoints, dtype=np.float32)
+    if kpts.ndim != 3 or kpts.shape[-1] != 3:
+        raise ValueError(f"keypoints must have shape (N, K, 3), got {tuple(kpts.shape)}")
+    return kpts
+
+
+def _output_device(keypoints, device: torch.device | str | None) -> torch.device:
+    if device is not None:
+        return torch.device(device)
+    return keypoints.device if isinstance(keypoints, Tensor) else torch.device("cpu")
+
+
+def _sigma_levels(sigmas: Sequence, num_keypoints: int) -> np.ndarray:
+    """``sigmas`` (``L`` entries, each one value or one per keypoint) as ``(L, K)`` float32, all positive."""
+    rows = []
+    for sigma in sigmas:
+        row = np.asarray(sigma.detach().cpu() if isinstance(sigma, Tensor) else sigma, dtype=np.float32).reshape(-1)
+        if row.size == 1:
+            row = np.repeat(row, num_keypoints)
+        if row.size != num_keypoints:
+            raise ValueError(f"sigma has {row.size} values but keypoints have {num_keypoints} channels")
+        if (row <= 0).any():
+            raise ValueError(f"sigma must be positive, got {row.tolist()}")
+        rows.append(row)
+    if not rows:
+        raise ValueError("need at least one sigma")
+    return np.stack(rows)
+
+
+def _cell_coordinates(kpts: np.ndarray, heatmap_size: tuple[int, int], stride: float):
+    """Sub-cell coordinates ``u, v (N, K)`` and weights ``(N, K)``: 1 for a labelled keypoint inside the map."""
+    h, w = heatmap_size
+    uv = image_to_heatmap(kpts[..., :2], stride)
+    u, v = uv[..., 0], uv[..., 1]
+    inside = (u >= -0.5) & (u < w - 0.5) & (v >= -0.5) & (v < h - 0.5)
+    return u, v, ((kpts[..., 2] > 0) & inside).astype(np.float32)
+
+
+def _check_size(heatmap_size: tuple[int, int], stride: float) -> tuple[int, int]:
+    h, w = (int(v) for v in heatmap_size)
+    if h < 1 or w < 1 or stride <= 0:
+        raise ValueError(f"need a positive heatmap_size and stride, got {heatmap_size} and {stride}")
+    return h, w
+
+
+def encode_gaussian_levels(
+    keypoints,
+    heatmap_size: tuple[int, int],
+    stride: float,
+    sigmas: Sequence,
+    *,
+    device: torch.device | str | None = None,
+) -> tuple[Tensor, Tensor]:
+    """Gaussian heatmap targets of the same keypoints at several widths on one grid, in one pass.
+
+    ``keypoints``, ``heatmap_size`` and ``stride`` as in :func:`encode_heatmaps`; ``sigmas``: ``L`` standard
+    deviations in heatmap cells, each one value or one per keypoint ``(K,)``. Returns ``heatmaps (N, L, K, h, w)``,
+    level ``l`` being :func:`encode_heatmaps` with ``sigmas[l]``, and ``weights (N, K)`` as there.
+
+    Computed in numpy on the CPU, whatever the input: a training sample's few small maps cost far less there than
+    in torch, whose per-operation overhead dominates at this size (``poselib bench encode``). A device tensor
+    input is copied over and the result returned on its device.
+    """
+    out_device = _output_device(keypoints, device)
+    kpts = _keypoint_array(keypoints)
+    h, w = _check_size(heatmap_size, stride)
+    two_var = 2.0 * np.square(_sigma_levels(sigmas, kpts.shape[1]))[None, :, :, None]  # (1, L, K, 1)
+    u, v, weights = _cell_coordinates(kpts, (h, w), stride)
+    gx = np.exp(-np.square(np.arange(w, dtype=np.float32) - u[:, None, :, None]) / two_var)  # (N, L, K, w)
+    gy = np.exp(-np.square(np.arange(h, dtype=np.float32) - v[:, None, :, None]) / two_var)  # (N, L, K, h)
+    heatmaps = gy[..., :, None] * (gx * weights[:, None, :, None])[..., None, :]
+    return (torch.from_numpy(heatmaps.astype(np.float32, copy=False)).to(out_device),
+            torch.from_numpy(weights).to(out_device))
 
 
 def encode_heatmaps(
@@ -120,35 +186,23 @@ def encode_heatmaps(
         ``weights (N, K)``: 1 for a labelled keypoint (``v > 0``) inside the map, else 0 with an all-zero map.
         "Inside" means within the area the cells cover, cell coordinates ``[-0.5, w - 0.5)``.
     """
-    kpts = _to_tensor(keypoints, device)
-    if kpts.ndim != 3 or kpts.shape[-1] != 3:
-        raise ValueError(f"keypoints must have shape (N, K, 3), got {tuple(kpts.shape)}")
-    h, w = (int(v) for v in heatmap_size)
-    if h < 1 or w < 1 or stride <= 0:
-        raise ValueError(f"need a positive heatmap_size and stride, got {heatmap_size} and {stride}")
-    num_keypoints = kpts.shape[1]
-    uv = image_to_heatmap(kpts[..., :2], stride)
-    u, v = uv[..., 0], uv[..., 1]
-    inside = (u >= -0.5) & (u < w - 0.5) & (v >= -0.5) & (v < h - 0.5)
-    weights = ((kpts[..., 2] > 0) & inside).to(kpts.dtype)
-    xs = torch.arange(w, dtype=kpts.dtype, device=kpts.device)
-    ys = torch.arange(h, dtype=kpts.dtype, device=kpts.device)
     if kernel_size is None:
-        two_var = 2.0 * _per_keypoint_sigma(sigma, num_keypoints, kpts).square().unsqueeze(-1)  # (K, 1)
-        gx = torch.exp(-(xs - u.unsqueeze(-1)).square() / two_var)  # (N, K, w)
-        gy = torch.exp(-(ys - v.unsqueeze(-1)).square() / two_var)  # (N, K, h)
-    else:
-        kernel = gaussian_kernel_1d(kernel_size, device=kpts.device, dtype=kpts.dtype)
-        # floor(u + 0.5) rather than round(): torch rounds halves to even, which would depend on parity
-        cu = torch.floor(u + 0.5).clamp(0, w - 1)
-        cv = torch.floor(v + 0.5).clamp(0, h - 1)
-        gx = _blurred_impulse_1d(cu, w, kernel)
-        gy = _blurred_impulse_1d(cv, h, kernel)
-        # the 2-D peak is the product of the 1-D peaks, so normalising each gives a peak of exactly 1
-        gx = gx / gx.amax(-1, keepdim=True)
-        gy = gy / gy.amax(-1, keepdim=True)
-    heatmaps = gy.unsqueeze(-1) * gx.unsqueeze(-2) * weights[..., None, None]
-    return heatmaps, weights
+        heatmaps, weights = encode_gaussian_levels(keypoints, heatmap_size, stride, [sigma], device=device)
+        return heatmaps[:, 0], weights
+    out_device = _output_device(keypoints, device)
+    kpts = _keypoint_array(keypoints)
+    h, w = _check_size(heatmap_size, stride)
+    u, v, weights = _cell_coordinates(kpts, (h, w), stride)
+    _check_kernel_size(kernel_size)
+    kernel = cv2.getGaussianKernel(int(kernel_size), 0.0, ktype=cv2.CV_64F).ravel()
+    # floor(u + 0.5) rather than round(): rounding halves to even would depend on parity
+    gx = _blurred_impulse_1d(np.clip(np.floor(u + 0.5), 0, w - 1), w, kernel)
+    gy = _blurred_impulse_1d(np.clip(np.floor(v + 0.5), 0, h - 1), h, kernel)
+    # the 2-D peak is the product of the 1-D peaks, so normalising each gives a peak of exactly 1
+    gx = gx / gx.max(-1, keepdims=True)
+    gy = gy / gy.max(-1, keepdims=True)
+    heatmaps = (gy[..., :, None] * (gx * weights[..., None])[..., None, :]).astype(np.float32)
+    return torch.from_numpy(heatmaps).to(out_device), torch.from_numpy(weights).to(out_device)
 
 
 def encode_multi_person(

@@ -9,6 +9,7 @@ import importlib
 BENCHMARKS: dict[str, str] = {
     "synth": "poselib.data.synthpose.benchmark:main",
     "decode": "poselib.codecs.benchmark:main",
+    "encode": "poselib.codecs.benchmark:encode_main",
     "prn": "poselib.methods.multiposenet:bench_main",
     "grouping": "poselib.grouping.benchmark:main",
     "step": "poselib.models.benchmark:main",

@@ -22,8 +22,9 @@ outside the crop have an all-zero target and weight 0 (mmpose's masking).
 
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from typing import Callable, Mapping, Sequence
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -106,13 +107,12 @@ class MSPNTargets:
 
     def encode(self, keypoints) -> tuple[torch.Tensor, torch.Tensor]:
         """``keypoints (N, K, 3)`` crop pixels -> ``(heatmaps (N, L, K, h, w), weights (N, K))``."""
+        if self.sigma_scale is not None:  # all levels in one pass
+            sigmas = [heatmap.gaussian_sigma_from_kernel(k) * self.sigma_scale for k in self.kernel_levels]
+            return heatmap.encode_gaussian_levels(keypoints, self.heatmap_size, self.stride, sigmas)
         maps = []
         for k in self.kernel_levels:
-            if self.sigma_scale is None:
-                m, w = heatmap.encode_heatmaps(keypoints, self.heatmap_size, self.stride, kernel_size=k)
-            else:
-                sigma = heatmap.gaussian_sigma_from_kernel(k) * self.sigma_scale
-                m, w = heatmap.encode_heatmaps(keypoints, self.heatmap_size, self.stride, sigma)
+            m, w = heatmap.encode_heatmaps(keypoints, self.heatmap_size, self.stride, kernel_size=k)
             maps.append(m)
         return torch.stack(maps, 1), w
 
@@ -326,6 +326,25 @@ def run_experiment(name: str, preset: str = "cpu", *, seed: int = 0, device: str
     return {"name": name, "what": EXPERIMENTS[name][1], "AP": metrics["AP"], "AP50": metrics.get("AP50"),
             "AP75": metrics.get("AP75"), "params_m": cost["params_m"], "gmacs": cost["gmacs"],
             "train_s": trained.result.wall_time_s, "trained": trained}
+
+
+def seed_spread(name: str, preset: str = "cpu", *, seeds: Sequence[int] = (0, 1), device: str = "auto",
+                progress: bool = True) -> dict[int, float]:
+    """AP of experiment ``name`` for each of ``seeds`` (each trained, or loaded from the model cache, and
+    recorded by :func:`run_experiment`): the run-to-run spread a difference between two experiments must exceed."""
+    return {seed: run_experiment(name, preset, seed=seed, device=device, progress=progress)["AP"] for seed in seeds}
+
+
+def gap_against_spread(baseline: Mapping[int, float], other: float) -> dict[str, float | bool]:
+    """How ``other`` (one AP) compares with ``baseline`` (AP per seed): ``gap`` to the baseline's mean,
+    ``spread`` (max - min over its seeds; NaN with one seed) and ``beyond_spread`` (``|gap| > spread``; False
+    when the spread is unknown)."""
+    values = np.array(list(baseline.values()), dtype=float)
+    if values.size == 0:
+        raise ValueError("baseline has no AP")
+    gap = float(other - values.mean())
+    spread = float(np.ptp(values)) if values.size > 1 else float("nan")
+    return {"gap": gap, "spread": spread, "beyond_spread": bool(values.size > 1 and abs(gap) > spread)}
 
 
 def paper_size_complexity(model: str, input_size: tuple[int, int] = (256, 192), **model_kwargs) -> dict[str, float]:
