@@ -72,6 +72,28 @@ def test_evaluate_and_reload_give_the_same_predictions(trained):
     assert set(metrics) >= {"AP", "AP50", "AR"} and 0.0 <= metrics["AP"] <= 1.0
 
 
+def test_test_times_share_one_forward_pass_and_match_separate_predictions(trained):
+    from dataclasses import replace
+
+    _, val_set = topdown.build_datasets(trained.recipe)
+    settings = [(False, "argmax", 0), (True, "quarter", 0), (True, "quarter_second_max", 3), (False, "top2", 3)]
+    calls = []
+    hook = trained.model.register_forward_hook(lambda module, inputs, output: calls.append(inputs[0].shape[0]))
+    try:
+        together = topdown.predict_test_times(trained.model, val_set, settings, progress=False)
+    finally:
+        hook.remove()
+    assert sum(calls) == 2 * len(val_set)  # each crop once, and once mirrored
+    for (flip, decoder, blur), joint in zip(settings, together):
+        alone = topdown.predict(trained.model, replace(trained.recipe, flip_test=flip, decoder=decoder, blur_kernel=blur),
+                                val_set, progress=False)
+        assert set(joint) == set(alone)
+        for key in alone:
+            np.testing.assert_allclose(joint[key], alone[key], atol=1e-5)
+    metrics = topdown.evaluate_test_times(trained.model, val_set, settings[:2], progress=False)
+    assert len(metrics) == 2 and all(0.0 <= m["AP"] <= 1.0 for m in metrics)
+
+
 def test_person_oks_scores_each_crop_against_its_own_annotation(trained):
     _, val_set = topdown.build_datasets(trained.recipe)
     predictions = topdown.predict(trained.model, trained.recipe, val_set, progress=False)

@@ -271,9 +271,10 @@ def test_smoke_recipe_trains_and_evaluates_end_to_end(tmp_path, monkeypatch):
 
 
 def test_gap_against_spread_by_hand():
-    inside = method.gap_against_spread({0: 0.30, 1: 0.32}, 0.325)
-    assert inside["gap"] == pytest.approx(0.015) and inside["spread"] == pytest.approx(0.02)
-    assert not inside["beyond_spread"]
+    inside = method.gap_against_spread({0: 0.30, 1: 0.32}, 0.345)
+    assert inside["gap"] == pytest.approx(0.035) and inside["spread"] == pytest.approx(0.02)
+    assert not inside["beyond_spread"]  # 0.035 < 2 x 0.02
+    assert method.gap_against_spread({0: 0.30, 1: 0.32}, 0.345, factor=1.0)["beyond_spread"]
     above = method.gap_against_spread({0: 0.30, 1: 0.32}, 0.36)
     assert above["gap"] == pytest.approx(0.05) and above["beyond_spread"]
     below = method.gap_against_spread({0: 0.30, 1: 0.32}, 0.25)

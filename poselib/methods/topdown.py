@@ -8,6 +8,7 @@ boxes. Part 0's Simple Baselines model uses it as is; MSPN and RSN plug in their
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Callable
@@ -194,7 +195,68 @@ def model_heatmaps(model: nn.Module, images: torch.Tensor) -> torch.Tensor:
     return out
 
 
+#: How crops' heatmaps become keypoints at test time: ``(flip_test, decoder, blur_kernel)`` as in a recipe.
+TestTime = tuple[bool, str, int]
+
+
+def _decode(maps: torch.Tensor, decoder: str) -> tuple[torch.Tensor, torch.Tensor]:
+    if decoder == "argmax":
+        return decode.decode_argmax(maps)
+    if decoder == "top2":
+        return decode.decode_top2_average(maps)
+    if decoder == "quarter_second_max":
+        return decode.decode_quarter_offset(maps, mode="second_max")
+    return decode.decode_quarter_offset(maps)
+
+
 @torch.no_grad()
+def predict_test_times(
+    model: nn.Module,
+    dataset: TopDownDataset,
+    test_times: Sequence[TestTime],
+    *,
+    device: str = "auto",
+    batch_size: int = 64,
+    progress: bool = True,
+) -> list[dict[str, np.ndarray]]:
+    """:func:`predict` under each of several test-time settings ``(flip_test, decoder, blur_kernel)``, from one
+    forward pass per crop (and one of its mirror image when any setting flips): comparing decoders costs no
+    more network time than running one."""
+    from tqdm import tqdm
+
+    from poselib.progress import progress_disabled
+
+    device_t = resolve_device(device)
+    model = model.to(device_t).eval()
+    stride = getattr(model, "stride", 4)
+    loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=0)
+    keys = ("poses", "scores", "image_ids", "ann_ids", "areas")
+    parts: list[dict[str, list]] = [{key: [] for key in keys} for _ in test_times]
+    any_flip = any(flip for flip, _, _ in test_times)
+    for batch in tqdm(loader, desc="predict", disable=progress_disabled(progress), leave=False):
+        images = batch["image"].to(device_t)
+        plain = model_heatmaps(model, images)
+        mirrored = model_heatmaps(model, images.flip(3)) if any_flip else None
+        for (flip, decoder, blur), out in zip(test_times, parts):
+            maps = decode.flip_average(plain, mirrored) if flip else plain
+            if blur:
+                maps = decode.gaussian_blur(maps, blur)
+            coords, kp_scores = _decode(maps.float().cpu(), decoder)
+            xy = decode.heatmap_coords_to_image(coords, stride, batch["crop_to_image"].float())
+            confident = kp_scores > 0.2
+            mean_conf = (kp_scores * confident).sum(1) / confident.sum(1).clamp(min=1)
+            out["poses"].append(torch.cat([xy, kp_scores[..., None]], dim=-1).numpy())
+            out["scores"].append((mean_conf * batch["score"].float()).numpy())
+            out["image_ids"].append(batch["image_id"].numpy())
+            out["ann_ids"].append(batch["ann_id"].numpy())
+            out["areas"].append(batch["area"].float().numpy())
+    if len(dataset) == 0:
+        empty = np.zeros((0,))
+        return [{"poses": np.zeros((0, 17, 3)), "scores": empty, "image_ids": empty.astype(int),
+                 "ann_ids": empty.astype(int), "areas": empty} for _ in test_times]
+    return [{key: np.concatenate(out[key]) for key in keys} for out in parts]
+
+
 def predict(
     model: nn.Module,
     recipe: TopDownRecipe,
@@ -204,55 +266,14 @@ def predict(
     batch_size: int = 64,
     progress: bool = True,
 ) -> dict[str, np.ndarray]:
-    """Run the model on every crop of ``dataset``.
+    """Run the model on every crop of ``dataset`` with the recipe's test-time settings.
 
     Returns arrays over the crops: ``poses (N,17,3)`` in image pixels with keypoint scores, ``scores (N,)`` (box
     score times the mean of keypoint scores above 0.2, as in Simple Baselines/MSPN), ``image_ids``, ``ann_ids``
     (-1 for detector boxes), ``areas``.
     """
-    from tqdm import tqdm
-
-    from poselib.progress import progress_disabled
-
-    device_t = resolve_device(device)
-    model = model.to(device_t).eval()
-    stride = getattr(model, "stride", 4)
-    loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=0)
-    poses, scores, image_ids, ann_ids, areas = [], [], [], [], []
-    for batch in tqdm(loader, desc="predict", disable=progress_disabled(progress), leave=False):
-        images = batch["image"].to(device_t)
-        maps = model_heatmaps(model, images)
-        if recipe.flip_test:
-            maps = decode.flip_average(maps, model_heatmaps(model, images.flip(3)))
-        if recipe.blur_kernel:
-            maps = decode.gaussian_blur(maps, recipe.blur_kernel)
-        maps = maps.float().cpu()
-        if recipe.decoder == "argmax":
-            coords, kp_scores = decode.decode_argmax(maps)
-        elif recipe.decoder == "top2":
-            coords, kp_scores = decode.decode_top2_average(maps)
-        elif recipe.decoder == "quarter_second_max":
-            coords, kp_scores = decode.decode_quarter_offset(maps, mode="second_max")
-        else:
-            coords, kp_scores = decode.decode_quarter_offset(maps)
-        xy = decode.heatmap_coords_to_image(coords, stride, batch["crop_to_image"].float())
-        confident = kp_scores > 0.2
-        mean_conf = (kp_scores * confident).sum(1) / confident.sum(1).clamp(min=1)
-        poses.append(torch.cat([xy, kp_scores[..., None]], dim=-1).numpy())
-        scores.append((mean_conf * batch["score"].float()).numpy())
-        image_ids.append(batch["image_id"].numpy())
-        ann_ids.append(batch["ann_id"].numpy())
-        areas.append(batch["area"].float().numpy())
-    if not poses:
-        empty = np.zeros((0,))
-        return {"poses": np.zeros((0, 17, 3)), "scores": empty, "image_ids": empty.astype(int), "ann_ids": empty.astype(int), "areas": empty}
-    return {
-        "poses": np.concatenate(poses),
-        "scores": np.concatenate(scores),
-        "image_ids": np.concatenate(image_ids),
-        "ann_ids": np.concatenate(ann_ids),
-        "areas": np.concatenate(areas),
-    }
+    test_time = (recipe.flip_test, recipe.decoder, recipe.blur_kernel)
+    return predict_test_times(model, dataset, [test_time], device=device, batch_size=batch_size, progress=progress)[0]
 
 
 def person_oks(predictions: dict[str, np.ndarray], dataset: TopDownDataset) -> np.ndarray:
@@ -278,6 +299,24 @@ def nms_per_image(predictions: dict[str, np.ndarray], threshold: float = 0.9) ->
     return {key: value[order] for key, value in predictions.items()}
 
 
+def evaluate_predictions(
+    predictions: dict[str, np.ndarray],
+    dataset: TopDownDataset,
+    *,
+    results_path: str | Path | None = None,
+    use_nms: bool | None = None,
+) -> dict[str, float]:
+    """COCO keypoint AP of :func:`predict`'s output on all of ``dataset``'s images. OKS-NMS is applied when the
+    boxes come from a detector (``use_nms=None`` decides from the predictions)."""
+    from_detector = bool((predictions["ann_ids"] < 0).any())
+    if use_nms or (use_nms is None and from_detector):
+        predictions = nms_per_image(predictions)
+    results = poses_to_coco_results(predictions["image_ids"], predictions["poses"], predictions["scores"])
+    if results_path is not None:
+        write_results(results_path, results)
+    return evaluate_keypoints(str(dataset.ann_path), results)
+
+
 def evaluate(
     model: nn.Module,
     recipe: TopDownRecipe,
@@ -293,13 +332,21 @@ def evaluate(
     OKS-NMS is applied when the boxes come from a detector (``use_nms=None`` decides from the data set).
     """
     predictions = predict(model, recipe, dataset, device=device, progress=progress)
-    from_detector = bool((predictions["ann_ids"] < 0).any())
-    if use_nms or (use_nms is None and from_detector):
-        predictions = nms_per_image(predictions)
-    results = poses_to_coco_results(predictions["image_ids"], predictions["poses"], predictions["scores"])
-    if results_path is not None:
-        write_results(results_path, results)
-    return evaluate_keypoints(str(dataset.ann_path), results)
+    return evaluate_predictions(predictions, dataset, results_path=results_path, use_nms=use_nms)
+
+
+def evaluate_test_times(
+    model: nn.Module,
+    dataset: TopDownDataset,
+    test_times: Sequence[TestTime],
+    *,
+    device: str = "auto",
+    progress: bool = True,
+) -> list[dict[str, float]]:
+    """:func:`evaluate` under each test-time setting ``(flip_test, decoder, blur_kernel)``, sharing the network's
+    forward passes (:func:`predict_test_times`)."""
+    predictions = predict_test_times(model, dataset, test_times, device=device, progress=progress)
+    return [evaluate_predictions(p, dataset) for p in predictions]
 
 
 def evaluate_trained(trained: TrainedTopDown, *, device: str = "auto") -> dict[str, float]:
