@@ -22,9 +22,9 @@ SMALL_MODEL: dict = {"width": 16, "up_channels": 32}
 #: Equal-width hourglass at CPU scale (Part IV's small hourglass).
 SMALL_HOURGLASS: dict = {"width": 32, "stem_channels": 16}
 
-#: The CPU preset's schedule: two epochs for the RSN-18 / ResNet-18 pair with two seeds each. Even so this part is
-#: the book's most expensive on two cores (an RSN-18 step costs about 2.6 ResNet-18 steps at these widths; see
-#: ``poselib bench step rsn``). Models are far from converged.
+#: The CPU preset's schedule: two epochs for the RSN-18 / ResNet-18 pair with two seeds each. Even so the part takes
+#: about 7.6 minutes on two cores, over its six-minute share (an RSN-18 step costs 2.2 to 2.6 ResNet-18 steps at
+#: these widths; see ``poselib bench step rsn``). Models are far from converged.
 CPU_TRAIN: dict = dict(epochs=2, batch_size=32, optimizer="adam", lr=5e-3, schedule="warmup_linear", warmup_steps=50,
                        num_workers=0, channels_last=True, log_every=10)
 SMOKE_TRAIN: dict = dict(epochs=1, batch_size=16, optimizer="adam", lr=2e-3, schedule="constant", num_workers=0,
@@ -149,8 +149,8 @@ class PartPlan:
 
 
 def part_plan(preset: str) -> PartPlan:
-    """The :class:`PartPlan` of ``preset``. ``cpu`` keeps the whole part within about six minutes on two cores,
-    which pays for the RSN-18 / ResNet-18 pair with two seeds each and the paper-size cost counts, nothing more;
+    """The :class:`PartPlan` of ``preset``. ``cpu`` pays for the RSN-18 / ResNet-18 pair with two seeds each and the
+    paper-size cost counts, nothing more (the part already runs over its six-minute share on two cores);
     ``smoke`` runs every code path with a few training steps; ``gpu`` and ``coco`` train everything."""
     check_preset(preset)
     if preset == "smoke":
