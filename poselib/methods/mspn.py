@@ -332,7 +332,8 @@ def run_experiment(name: str, preset: str = "cpu", *, seed: int = 0, device: str
 def seed_spread(name: str, preset: str = "cpu", *, seeds: Sequence[int] = (0, 1), device: str = "auto",
                 progress: bool = True) -> dict[int, float]:
     """AP of experiment ``name`` for each of ``seeds`` (each trained, or loaded from the model cache, and
-    recorded by :func:`run_experiment`): the run-to-run spread a difference between two experiments must exceed."""
+    recorded by :func:`run_experiment`): the run-to-run spread that :func:`gap_against_spread` weighs a difference
+    against."""
     return {seed: run_experiment(name, preset, seed=seed, device=device, progress=progress)["AP"] for seed in seeds}
 
 
@@ -341,8 +342,9 @@ def gap_against_spread(baseline: Mapping[int, float], other: float, factor: floa
     ``spread`` (max - min over its seeds; NaN with one seed) and ``beyond_spread`` (``|gap| > factor * spread``;
     False when the spread is unknown).
 
-    The default factor 2 because two seeds' range is a rough estimate: it is about 1.1 standard deviations of
-    one run on average, and a gap between a single run and a two-seed mean has about 1.2 of them.
+    The factor defaults to 2 because two seeds' range is a rough estimate of the scatter: on average it is about
+    1.1 standard deviations of one run, while a gap between one run and a two-seed mean has a standard deviation
+    of about 1.2 of them.
     """
     values = np.array(list(baseline.values()), dtype=float)
     if values.size == 0:
