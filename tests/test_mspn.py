@@ -283,3 +283,9 @@ def test_gap_against_spread_by_hand():
     assert np.isnan(one_seed["spread"]) and not one_seed["beyond_spread"]
     with pytest.raises(ValueError, match="no AP"):
         method.gap_against_spread({}, 0.3)
+
+
+def test_beyond_spread_needs_twice_the_range():
+    assert not method.beyond_spread(1.9, 1.0) and method.beyond_spread(2.1, 1.0) and method.beyond_spread(-2.1, 1.0)
+    assert method.beyond_spread(1.5, 1.0, factor=1.0)
+    assert not method.beyond_spread(50.0, float("nan"))

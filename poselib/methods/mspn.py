@@ -351,7 +351,13 @@ def gap_against_spread(baseline: Mapping[int, float], other: float, factor: floa
         raise ValueError("baseline has no AP")
     gap = float(other - values.mean())
     spread = float(np.ptp(values)) if values.size > 1 else float("nan")
-    return {"gap": gap, "spread": spread, "beyond_spread": bool(values.size > 1 and abs(gap) > factor * spread)}
+    return {"gap": gap, "spread": spread, "beyond_spread": beyond_spread(gap, spread, factor)}
+
+
+def beyond_spread(difference: float, spread: float, factor: float = 2.0) -> bool:
+    """Whether an AP ``difference`` exceeds ``factor`` times a two-seed ``spread`` (same units; False when the
+    spread is NaN): the rule of :func:`gap_against_spread`, for differences between two single runs."""
+    return bool(not np.isnan(spread) and abs(difference) > factor * spread)
 
 
 def paper_size_complexity(model: str, input_size: tuple[int, int] = (256, 192), **model_kwargs) -> dict[str, float]:
