@@ -153,10 +153,17 @@ def test_gaussian_levels_equal_one_encoding_per_sigma():
     sigmas = [3.5, 2.0, per_keypoint, 0.8]
     maps, weights = encode_gaussian_levels(kpts, (16, 12), 4, sigmas)
     assert maps.shape == (3, 4, 17, 16, 12) and maps.dtype == torch.float32
+    # against the formula on the full grid, written out independently of the encoder
+    u, v = image_to_heatmap(kpts[..., 0], 4), image_to_heatmap(kpts[..., 1], 4)
+    inside = (u >= -0.5) & (u < 11.5) & (v >= -0.5) & (v < 15.5) & (kpts[..., 2] > 0)
+    ys, xs = np.mgrid[0:16, 0:12]
     for level, sigma in enumerate(sigmas):
-        expected, expected_weights = encode_heatmaps(kpts, (16, 12), 4, sigma)
-        torch.testing.assert_close(maps[:, level], expected)
-        torch.testing.assert_close(weights, expected_weights)
+        s = np.broadcast_to(np.asarray(sigma, dtype=np.float64), (17,))[None, :, None, None]
+        d2 = (xs - u[..., None, None]) ** 2 + (ys - v[..., None, None]) ** 2
+        expected = np.exp(-d2 / (2 * s**2)) * inside[..., None, None]
+        np.testing.assert_allclose(maps[:, level].numpy(), expected, atol=1e-5)
+        torch.testing.assert_close(maps[:, level], encode_heatmaps(kpts, (16, 12), 4, sigma)[0])
+    np.testing.assert_array_equal(weights.numpy(), inside.astype(np.float32))
     # keypoints outside the map or unlabelled get all-zero maps at every level
     assert torch.all(maps.flatten(3).amax(-1)[weights[:, None].expand(-1, 4, -1) == 0] == 0)
 

@@ -219,14 +219,13 @@ def encode_multi_person(
     ``keypoints``: ``(P, K, 3)`` in input pixels (``P`` may be 0). Returns ``(K, h, w)``, the pixel-wise maximum
     over people of :func:`encode_heatmaps`' maps, so nearby people keep separate peaks instead of summing.
     """
-    kpts = _to_tensor(keypoints, device)
-    if kpts.ndim != 3 or kpts.shape[-1] != 3:
-        raise ValueError(f"keypoints must have shape (P, K, 3), got {tuple(kpts.shape)}")
-    h, w = (int(v) for v in heatmap_size)
+    out_device = _output_device(keypoints, device)
+    kpts = _keypoint_array(keypoints)
+    h, w = _check_size(heatmap_size, stride)
     if kpts.shape[0] == 0:
-        return kpts.new_zeros((kpts.shape[1], h, w))
+        return torch.zeros((kpts.shape[1], h, w), device=out_device)
     heatmaps, _ = encode_heatmaps(kpts, heatmap_size, stride, sigma, kernel_size=kernel_size)
-    return heatmaps.amax(0)
+    return heatmaps.amax(0).to(out_device)
 
 
 class HeatmapSpec(NamedTuple):
@@ -246,11 +245,13 @@ def encode_multi_resolution(
     ``specs``: :class:`HeatmapSpec` or plain tuples ``(heatmap_size, stride[, sigma[, kernel_size]])``.
     Returns one ``(heatmaps (N, K, h_i, w_i), weights (N, K))`` pair per spec, in order.
     """
-    kpts = _to_tensor(keypoints, device)
+    out_device = _output_device(keypoints, device)
+    kpts = _keypoint_array(keypoints)  # converted once for all specs
     out = []
     for spec in specs:
         spec = spec if isinstance(spec, HeatmapSpec) else HeatmapSpec(*spec)
-        out.append(encode_heatmaps(kpts, spec.heatmap_size, spec.stride, spec.sigma, kernel_size=spec.kernel_size))
+        out.append(encode_heatmaps(kpts, spec.heatmap_size, spec.stride, spec.sigma, kernel_size=spec.kernel_size,
+                                   device=out_device))
     return out
 
 
