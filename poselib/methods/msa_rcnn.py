@@ -30,6 +30,7 @@ from poselib.engine.flops import count_params
 from poselib.engine.records import TrainedSummary, file_sha256
 from poselib.evaluation import boxes_to_coco_results, evaluate_boxes, evaluate_keypoints, poses_to_coco_results
 from poselib.keypoints import FLIP_INDEX, NUM_KEYPOINTS
+from poselib.methods import pretraining
 from poselib.methods.splits import dataset_split
 from poselib.models.msa_rcnn import MSARCNN, MSARCNNConfig, build_msa_rcnn, detect_multiscale
 from poselib.presets import PRESET_DATASET, check_preset, resolve_device
@@ -44,7 +45,9 @@ class MSARCNNRecipe:
     ``model``: :class:`MSARCNNConfig` fields. ``flip_prob``: horizontal flip probability in training (the only
     augmentation; the paper also samples the shorter side in 640..800, ``scale_range`` does that here as a factor
     of ``min_size``, ``(1.0, 1.0)`` for none). ``train``: :class:`TrainConfig` fields. Test time: ``decoder``
-    ("argmax" or "top2") and ``tta_scales`` (``()`` for none).
+    ("argmax" or "top2") and ``tta_scales`` (``()`` for none). ``backbone_from``: the preset of chapter 0.4's model
+    whose ResNet starts the backbone (the small presets' stand-in for ImageNet weights, see
+    :mod:`poselib.methods.pretraining`), or None for the model's own start.
     """
 
     name: str
@@ -55,6 +58,7 @@ class MSARCNNRecipe:
     train: dict = field(default_factory=dict)
     decoder: str = "argmax"
     tta_scales: tuple[float, ...] = ()
+    backbone_from: str | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "scale_range", tuple(float(v) for v in self.scale_range))
@@ -189,16 +193,30 @@ def build(recipe: MSARCNNRecipe) -> MSARCNN:
     return model
 
 
+def initial_model(recipe: MSARCNNRecipe, *, seed: int = 0, device: str = "auto",
+                  progress: bool = True) -> tuple[MSARCNN, str | None]:
+    """The untrained model of ``recipe`` for ``seed``, its ResNet copied from chapter 0.4's model when
+    ``recipe.backbone_from`` names a preset, and that model's run folder name (None otherwise)."""
+    torch.manual_seed(seed)  # the model's initial weights
+    model = build(recipe)
+    if recipe.backbone_from is None:
+        return model, None
+    weights = pretraining.simple_baseline_backbone(recipe.backbone_from, seed=seed, device=device, progress=progress)
+    pretraining.load_backbone(model.backbone.body, weights)
+    return model, weights.source
+
+
 def train(recipe: MSARCNNRecipe, *, seed: int = 0, device: str = "auto", progress: bool = True) -> TrainedMSARCNN:
     """Train ``recipe`` (or load it from the model cache when the same training setup and seed ran before).
 
     Recipes that differ only in test-time choices (``decoder``, ``tta_scales``) share one trained model.
     """
     device = str(resolve_device(device))
-    torch.manual_seed(seed)  # the model's initial weights
-    model = build(recipe)
+    model, source = initial_model(recipe, seed=seed, device=device, progress=progress)
     train_set, val_set = build_datasets(recipe, seed)
     key = {"recipe": recipe.training_key(), "seed": seed, "train_data_sha256": file_sha256(train_set.ann_path)}
+    if source is not None:
+        key["backbone_source"] = source
     folder = run_dir(recipe.name, key)
     # checkpoints every 50 steps unless the recipe says otherwise: an interrupted chapter resumes (a run-control
     # field, so it is not part of the cache key)
@@ -381,7 +399,7 @@ def complexity(model: MSARCNN) -> dict[str, float]:
 def _model_preset(preset: str) -> dict:
     """The model fields of the baseline at ``preset`` (the ladder switches are added by :func:`ladder`)."""
     if preset == "smoke":
-        return dict(depth=18, width=8, frozen_bn=False, fpn_channels=32, min_size=128, max_size=128,
+        return dict(depth=18, width=16, frozen_bn=False, fpn_channels=32, min_size=128, max_size=128,
                     anchor_sizes=(16, 32, 64, 128, 256), rpn_pre_nms_train=300, rpn_post_nms_train=100,
                     rpn_pre_nms_test=200, rpn_post_nms_test=50, rpn_batch_size=128, box_batch_size=64,
                     box_representation=64, head_channels=32, head_convs=4, detections_per_img=20)
@@ -397,6 +415,12 @@ def _model_preset(preset: str) -> dict:
     if preset == "gpu":  # the paper's model from scratch at SynthPose-large's 384 pixels
         return dict(frozen_bn=False, min_size=384, max_size=384, anchor_sizes=(16, 32, 64, 128, 256))
     return dict(pretrained=True)  # coco: the paper's setting
+
+
+def _backbone_from(preset: str) -> str | None:
+    """Where the backbone starts: chapter 0.4's model at the small presets (whose narrow ResNet has no ImageNet
+    weights), from scratch at ``gpu``, ImageNet at ``coco`` (``pretrained`` in the model fields)."""
+    return preset if preset in ("smoke", "cpu") else None
 
 
 def _train_preset(preset: str) -> dict:
@@ -493,7 +517,7 @@ def ladder(preset: str = "cpu") -> list[Rung]:
             scales = (0.75, 1.0, 1.25)
         name = f"{METHOD}-{key}" if training else rungs[-1].recipe.name
         r = MSARCNNRecipe(name=name, dataset=PRESET_DATASET[preset], model=model, train=train_fields,
-                          decoder=decoder, tta_scales=scales)
+                          decoder=decoder, tta_scales=scales, backbone_from=_backbone_from(preset))
         rungs.append(Rung(key, label, r, key in runs, training))
     return rungs
 

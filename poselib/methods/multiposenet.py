@@ -36,7 +36,7 @@ from poselib.engine.records import TrainedSummary, file_sha256
 from poselib.evaluation import boxes_to_coco_results, evaluate_boxes, evaluate_keypoints, poses_to_coco_results
 from poselib.geometry import apply_affine
 from poselib.grouping import prn as grouping
-from poselib.methods import bottomup
+from poselib.methods import bottomup, pretraining
 from poselib.methods.splits import dataset_split
 from poselib.models.multiposenet import MultiPoseNet
 from poselib.models.prn import PoseResidualNetwork, prn_loss
@@ -54,6 +54,8 @@ class MultiPoseNetRecipe:
     square network input (pixels). ``sigma``: keypoint Gaussian in stride-4 cells. ``prn``:
     :class:`~poselib.models.prn.PoseResidualNetwork` arguments (``grid``, ``hidden``, ``layers``, ``dropout``,
     ``residual``, ``softmax``). ``train``, ``detector_train``, ``prn_train``: :class:`TrainConfig` fields.
+    ``backbone_from``: the preset of chapter 0.4's model whose ResNet starts the backbone (the small presets' stand-in
+    for ImageNet weights, see :mod:`poselib.methods.pretraining`), or None for ``model_kwargs``' own start.
     """
 
     name: str
@@ -70,6 +72,7 @@ class MultiPoseNetRecipe:
     prn_min_keypoints: int = 2
     peak_threshold: float = 0.1
     max_peaks: int = 30
+    backbone_from: str | None = None
 
     @property
     def grid(self) -> tuple[int, int]:
@@ -89,12 +92,13 @@ def recipe(preset: str = "cpu", **overrides) -> MultiPoseNetRecipe:
         small = dict(depth=18, width=16, fpn_channels=32, d_channels=16, anchor_sizes=(16, 32, 64))
         if preset == "smoke":
             base = MultiPoseNetRecipe(
-                name=METHOD, dataset=dataset, input_size=96, sigma=1.0, model_kwargs={**small, "width": 8},
+                name=METHOD, dataset=dataset, input_size=96, sigma=1.0, model_kwargs=small,
                 augment=light_aug,
                 train=dict(epochs=2, batch_size=16, lr=2e-3, num_workers=0, log_every=1),
                 detector_train=dict(epochs=1, batch_size=16, lr=1e-3, num_workers=0, log_every=1),
                 prn=dict(grid=(21, 14), hidden=64, layers=1, dropout=0.5, residual=True),
                 prn_train=dict(epochs=1, batch_size=16, lr=1e-3, num_workers=0, log_every=2),
+                backbone_from="smoke",
             )
         else:
             base = MultiPoseNetRecipe(
@@ -104,6 +108,7 @@ def recipe(preset: str = "cpu", **overrides) -> MultiPoseNetRecipe:
                 detector_train=dict(epochs=4, batch_size=16, lr=2e-3, num_workers=0, log_every=10),
                 prn=dict(grid=(21, 14), hidden=1024, layers=1, dropout=0.5, residual=True),
                 prn_train=dict(epochs=1, batch_size=32, lr=1e-3, num_workers=0, log_every=10),
+                backbone_from="cpu",
             )
     else:  # gpu and coco: the paper's setting (sections 3.5 and 4.2)
         base = MultiPoseNetRecipe(
@@ -204,20 +209,31 @@ def build_network(recipe: MultiPoseNetRecipe) -> MultiPoseNet:
     return MultiPoseNet(**recipe.model_kwargs)
 
 
-def _keypoint_key(recipe: MultiPoseNetRecipe, seed: int, data_hash: str) -> dict:
+def _keypoint_key(recipe: MultiPoseNetRecipe, seed: int, data_hash: str, backbone_source: str | None = None) -> dict:
     return {"dataset": recipe.dataset, "input_size": recipe.input_size, "sigma": recipe.sigma,
             "model_kwargs": recipe.model_kwargs, "augment": recipe.augment, "train": recipe.train,
-            "seed": seed, "train_data_sha256": data_hash}
+            "seed": seed, "train_data_sha256": data_hash, "backbone_source": backbone_source}
+
+
+def initial_network(recipe: MultiPoseNetRecipe, *, seed: int = 0, device: str = "auto",
+                    progress: bool = True) -> tuple[MultiPoseNet, str | None]:
+    """The untrained network of ``recipe`` for ``seed``, its backbone copied from chapter 0.4's model when
+    ``recipe.backbone_from`` names a preset, and that model's run folder name (None otherwise)."""
+    torch.manual_seed(seed)  # the initial weights depend on the seed alone
+    model = build_network(recipe)
+    if recipe.backbone_from is None:
+        return model, None
+    weights = pretraining.simple_baseline_backbone(recipe.backbone_from, seed=seed, device=device, progress=progress)
+    pretraining.load_backbone(model.backbone, weights)
+    return model, weights.source
 
 
 def train_keypoints(recipe: MultiPoseNetRecipe, *, seed: int = 0, device: str = "auto", progress: bool = True) -> Trained:
     """Train backbone + keypoint subnet (or load them from the model cache)."""
     device = str(resolve_device(device))
     train_set, _ = build_datasets(recipe, seed)
-    key = _keypoint_key(recipe, seed, file_sha256(train_set.ann_path))
-    folder = run_dir(f"{recipe.name}-keypoints", key)
-    torch.manual_seed(seed)  # the initial weights depend on the seed alone
-    model = build_network(recipe)
+    model, source = initial_network(recipe, seed=seed, device=device, progress=progress)
+    folder = run_dir(f"{recipe.name}-keypoints", _keypoint_key(recipe, seed, file_sha256(train_set.ann_path), source))
     result = Trainer(_config(recipe.train, seed, device, progress), folder).fit(
         model, train_set, keypoint_step, collate_fn=collate_bottomup
     )

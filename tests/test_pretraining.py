@@ -1,0 +1,61 @@
+"""The small presets' pretrained start: chapter 0.4's backbone copied into Part I's and Part III's networks."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from poselib.methods import msa_rcnn, multiposenet, pretraining
+from poselib.models.backbones import resnet
+
+
+@pytest.fixture(scope="module")
+def smoke_backbone(tmp_path_factory):
+    """Chapter 0.4's smoke model (seconds to train) in a model cache of this module's own."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("POSELIB_CACHE", str(tmp_path_factory.mktemp("pretraining") / "cache"))
+        yield pretraining.simple_baseline_backbone("smoke", progress=False)
+
+
+def _same(module: torch.nn.Module, weights: pretraining.BackboneWeights) -> bool:
+    state = module.state_dict()
+    return state.keys() == weights.state.keys() and all(torch.equal(state[k], weights.state[k]) for k in state)
+
+
+def test_small_presets_start_from_chapter_0_4_and_the_large_ones_do_not() -> None:
+    assert [multiposenet.recipe(p).backbone_from for p in ("smoke", "cpu", "gpu", "coco")] == ["smoke", "cpu", None, None]
+    assert [msa_rcnn.recipe(p).backbone_from for p in ("smoke", "cpu", "gpu", "coco")] == ["smoke", "cpu", None, None]
+    # every rung of the ladder trains from the same start
+    assert {rung.recipe.backbone_from for rung in msa_rcnn.ladder("cpu")} == {"cpu"}
+
+
+def test_both_networks_start_from_the_simple_baseline_backbone(smoke_backbone) -> None:
+    assert smoke_backbone.source.startswith("simplebaseline-")
+    network, source = multiposenet.initial_network(multiposenet.recipe("smoke"), progress=False)
+    assert source == smoke_backbone.source and _same(network.backbone, smoke_backbone)
+    detector, source = msa_rcnn.initial_model(msa_rcnn.recipe("smoke", "baseline"), progress=False)
+    assert source == smoke_backbone.source and _same(detector.backbone.body, smoke_backbone)
+
+    scratch, source = multiposenet.initial_network(multiposenet.recipe("smoke", backbone_from=None))
+    assert source is None and not _same(scratch.backbone, smoke_backbone)
+    # the rest of the network is the seed's own initialisation either way
+    assert torch.equal(scratch.keypoint_subnet.predict.weight, network.keypoint_subnet.predict.weight)
+
+
+def test_the_source_keys_the_cached_model(smoke_backbone) -> None:
+    recipe = multiposenet.recipe("smoke", train={"max_steps": 1})
+    trained = multiposenet.train_keypoints(recipe, progress=False)
+    config = json.loads((trained.run_dir / "config.json").read_text())
+    assert config["backbone_source"] == smoke_backbone.source
+    scratch = multiposenet.train_keypoints(multiposenet.recipe("smoke", train={"max_steps": 1}, backbone_from=None), progress=False)
+    assert scratch.run_dir != trained.run_dir
+
+
+def test_a_backbone_of_another_depth_is_refused_naming_its_source() -> None:
+    weights = pretraining.BackboneWeights(resnet(18, width=8).state_dict(), "simplebaseline-0123abcd")
+    with pytest.raises(ValueError, match="simplebaseline-0123abcd"):
+        pretraining.load_backbone(resnet(34, width=8), weights)
+    with pytest.raises(ValueError, match="depth and width"):
+        pretraining.load_backbone(resnet(18, width=16), weights)
