@@ -162,3 +162,34 @@ def test_snap_to_grid_moves_points_to_output_cell_centres() -> None:
     # image 9.9 -> input 4.95 -> cell 1 -> centre 5.5 -> image 11; image 0.2 -> cell 0 -> 1.5 -> 3
     assert snapped[0, 0].tolist() == pytest.approx([11.0, 3.0, 1.0])
     assert snapped[0, 1].tolist() == pytest.approx([3.0, 3.0, 0.5])
+
+
+def test_crop_augment_keeps_the_test_resolution() -> None:
+    from poselib.data.transforms import AugmentConfig
+    from poselib.methods import bottomup
+
+    config = AugmentConfig.bottom_up()
+    crops = bottomup.crop_augment(config, 128, 256)
+    assert crops.scale_range == (config.scale_range[0] / 2, config.scale_range[1] / 2)
+    assert crops.translate == 0.5  # a crop of half the image may centre anywhere from one quarter to three quarters
+    assert bottomup.crop_augment(config, 128, 128) == config
+    with pytest.raises(ValueError, match="must not be smaller"):
+        bottomup.crop_augment(config, 256, 128)
+
+
+def test_training_crops_and_whole_test_images_share_one_resolution() -> None:
+    cpu, gpu = method.recipe("cpu"), method.recipe("gpu")
+    assert (cpu.input_size, cpu.test_input_size, cpu.model_kwargs["anchor_sizes"]) == (128, 256, (32, 64, 128))
+    assert gpu.test_size is None and gpu.test_input_size == gpu.input_size == 480
+    # SynthPose-mini's 128-pixel images: read whole at 128, trained on 96-pixel crops at the same resolution
+    r = method.recipe("smoke", test_size=128)
+    train_set, val_set = method.build_datasets(r)
+    assert val_set[0]["image"].shape[-2:] == (128, 128) and train_set[0]["image"].shape[-2:] == (96, 96)
+
+    def image_pixels_per_input_pixel(sample) -> float:
+        return float(np.linalg.norm(np.asarray(sample["input_to_image"], dtype=float)[:, 0]))
+
+    assert image_pixels_per_input_pixel(val_set[0]) == pytest.approx(1.0)
+    low, high = r.augment["scale_range"]  # the augmentation's zoom, around the test resolution
+    scales = [image_pixels_per_input_pixel(train_set[i]) for i in range(8)]
+    assert all(low - 1e-6 <= s <= high + 1e-6 for s in scales) and max(scales) - min(scales) > 0.05

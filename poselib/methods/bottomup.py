@@ -14,7 +14,7 @@ image's maps to poses. This module does the rest:
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
@@ -46,21 +46,35 @@ def augment_config(augment: bool | Mapping[str, Any]) -> AugmentConfig | None:
         return AugmentConfig.bottom_up()
     if not augment:
         return None
-    from dataclasses import replace
-
     fields = {k: tuple(v) if isinstance(v, list) else v for k, v in dict(augment).items()}
     return replace(AugmentConfig.bottom_up(), **fields)
 
 
+def crop_augment(config: AugmentConfig, input_size: int, view_size: int) -> AugmentConfig:
+    """``config`` for training crops of ``input_size`` cut from images seen whole at ``view_size``: every scale is
+    multiplied by ``input_size / view_size``, so a crop keeps the resolution the network sees at test time, and the
+    crop's centre may move far enough (``translate``, a fraction of the crop) to reach every part of the image."""
+    if view_size < input_size:
+        raise ValueError(f"the test view ({view_size} px) must not be smaller than the training crop ({input_size} px)")
+    ratio = view_size / input_size
+    low, high = config.scale_range
+    return replace(config, scale_range=(low / ratio, high / ratio), translate=max(config.translate, (ratio - 1.0) / 2.0))
+
+
 def build_datasets(dataset: str, input_size: int, encoder: Encoder | None, *, augment: bool | Mapping = True,
-                   seed: int = 0) -> tuple[BottomUpDataset, BottomUpDataset]:
+                   seed: int = 0, val_size: int | None = None) -> tuple[BottomUpDataset, BottomUpDataset]:
     """Training set (augmented, encoded by ``encoder``, images without any annotation left out) and validation
-    set (no augmentation, no encoder) of data set ``dataset`` at ``input_size``."""
+    set (no augmentation, no encoder) of data set ``dataset``. Both read images fitted into ``input_size`` pixels,
+    unless ``val_size`` (larger) is given: then validation images are fitted into ``val_size`` and training uses
+    ``input_size`` crops at that resolution (:func:`crop_augment`)."""
     train_ann, train_images = dataset_split(dataset, "train")
     val_ann, val_images = dataset_split(dataset, "val")
-    train_set = BottomUpDataset(train_ann, train_images, input_size=input_size, augment=augment_config(augment),
+    config = augment_config(augment)
+    if config is not None and val_size is not None and val_size != input_size:
+        config = crop_augment(config, input_size, val_size)
+    train_set = BottomUpDataset(train_ann, train_images, input_size=input_size, augment=config,
                                 encoder=encoder, seed=seed, skip_empty=True)
-    val_set = BottomUpDataset(val_ann, val_images, input_size=input_size)
+    val_set = BottomUpDataset(val_ann, val_images, input_size=val_size or input_size)
     return train_set, val_set
 
 

@@ -51,7 +51,10 @@ class MultiPoseNetRecipe:
     """Everything that defines the three trained models (each model's cache key uses the fields it depends on).
 
     ``model_kwargs``: :class:`~poselib.models.multiposenet.MultiPoseNet` arguments. ``input_size``: side of the
-    square network input (pixels). ``sigma``: keypoint Gaussian in stride-4 cells. ``prn``:
+    square network input in training (pixels). ``test_size``: side of the square input at test time, whole images
+    fitted into it; when larger than ``input_size``, training cuts ``input_size`` crops at that resolution
+    (:func:`poselib.methods.bottomup.crop_augment`). None: ``input_size``. ``sigma``: keypoint Gaussian in stride-4
+    cells. ``prn``:
     :class:`~poselib.models.prn.PoseResidualNetwork` arguments (``grid``, ``hidden``, ``layers``, ``dropout``,
     ``residual``, ``softmax``). ``train``, ``detector_train``, ``prn_train``: :class:`TrainConfig` fields.
     ``backbone_from``: the preset of chapter 0.4's model whose ResNet starts the backbone (the small presets' stand-in
@@ -61,6 +64,7 @@ class MultiPoseNetRecipe:
     name: str
     dataset: str
     input_size: int = 480
+    test_size: int | None = None
     sigma: float = 2.0
     model_kwargs: dict = field(default_factory=dict)
     augment: bool | dict = True
@@ -75,6 +79,10 @@ class MultiPoseNetRecipe:
     backbone_from: str | None = None
 
     @property
+    def test_input_size(self) -> int:
+        return self.test_size or self.input_size
+
+    @property
     def grid(self) -> tuple[int, int]:
         return tuple(self.prn.get("grid", grouping.PAPER_GRID))  # type: ignore[return-value]
 
@@ -86,9 +94,11 @@ def recipe(preset: str = "cpu", **overrides) -> MultiPoseNetRecipe:
     dataset = PRESET_DATASET[preset]
     light_aug = {"rotation_prob": 0.0, "scale_range": (0.8, 1.2)}
     if preset in ("smoke", "cpu"):
-        # From scratch in minutes on 2 cores: a narrow ResNet-18 with narrow pyramids on 128x128 inputs (32x32
-        # maps, sigma 1 cell = the paper's 2 cells at 120x120 relative to the image), PRN on a 21x14 grid (3/8 of the
-        # paper's 56x36 per side: its two dense layers are memory-bound on a CPU).
+        # Minutes on 2 cores: a narrow ResNet-18 (from Part 0's model) with narrow pyramids, PRN on a 21x14 grid (3/8
+        # of the paper's 56x36 per side: its two dense layers are memory-bound on a CPU). The cpu preset tests on whole
+        # 256-pixel images (SynthPose's own resolution, as the paper's 480 inputs keep most of COCO's) and trains on
+        # 128-pixel crops of them: stride-4 maps then have a cell per 4 image pixels, and the anchors are sized for
+        # people at that resolution. Sigma 1 cell (the paper's 2 cells at 120x120 maps, relative to the person).
         small = dict(depth=18, width=16, fpn_channels=32, d_channels=16, anchor_sizes=(16, 32, 64))
         if preset == "smoke":
             base = MultiPoseNetRecipe(
@@ -102,7 +112,8 @@ def recipe(preset: str = "cpu", **overrides) -> MultiPoseNetRecipe:
             )
         else:
             base = MultiPoseNetRecipe(
-                name=METHOD, dataset=dataset, input_size=128, sigma=1.0, model_kwargs=small, augment=light_aug,
+                name=METHOD, dataset=dataset, input_size=128, test_size=256, sigma=1.0,
+                model_kwargs={**small, "anchor_sizes": (32, 64, 128)}, augment=light_aug,
                 train=dict(epochs=5, batch_size=16, lr=3e-3, schedule="step", milestones=(4,), gamma=0.2,
                            num_workers=0, log_every=10),
                 detector_train=dict(epochs=4, batch_size=16, lr=2e-3, num_workers=0, log_every=10),
@@ -151,7 +162,7 @@ def build_datasets(recipe: MultiPoseNetRecipe, seed: int = 0) -> tuple[BottomUpD
     """Whole-image training set (augmented, with targets) and validation set (no augmentation, no targets),
     through the shared :func:`poselib.methods.bottomup.build_datasets`."""
     return bottomup.build_datasets(recipe.dataset, recipe.input_size, BottomUpTargets(recipe.input_size, recipe.sigma),
-                                   augment=recipe.augment, seed=seed)
+                                   augment=recipe.augment, seed=seed, val_size=recipe.test_size)
 
 
 # -- training --------------------------------------------------------------------------------------------------
@@ -210,7 +221,7 @@ def build_network(recipe: MultiPoseNetRecipe) -> MultiPoseNet:
 
 
 def _keypoint_key(recipe: MultiPoseNetRecipe, seed: int, data_hash: str, backbone_source: str | None = None) -> dict:
-    return {"dataset": recipe.dataset, "input_size": recipe.input_size, "sigma": recipe.sigma,
+    return {"dataset": recipe.dataset, "input_size": recipe.input_size, "test_size": recipe.test_size, "sigma": recipe.sigma,
             "model_kwargs": recipe.model_kwargs, "augment": recipe.augment, "train": recipe.train,
             "seed": seed, "train_data_sha256": data_hash, "backbone_source": backbone_source}
 
@@ -497,11 +508,12 @@ def time_prn_per_person(prn: nn.Module, people: int, *, device: str = "auto", re
 
 
 def complexity(recipe: MultiPoseNetRecipe, input_size: int | None = None) -> dict[str, float]:
-    """Parameters (millions) and GMACs of the recipe's full network pass and of its PRN."""
+    """Parameters (millions) and GMACs of the recipe's full network pass (on a test image by default) and of its
+    PRN."""
     from poselib.engine.flops import count_macs
     from poselib.models.multiposenet import _FullPass
 
-    size = input_size or recipe.input_size
+    size = input_size or recipe.test_input_size
     net = count_macs(_FullPass(build_network(replace(recipe, model_kwargs={**recipe.model_kwargs, "pretrained": False}))), (size, size))
     prn = build_prn(recipe)
     prn_cost = count_macs(prn, torch.zeros(1, NUM_KEYPOINTS, *prn.grid))
@@ -561,6 +573,7 @@ def load_pipeline(checkpoint: str | Path, prn_checkpoint: str | Path) -> tuple[M
     if "pretrained" in model_kwargs:  # the checkpoint holds the weights; don't fetch ImageNet ones again
         model_kwargs["pretrained"] = False
     r = MultiPoseNetRecipe(name=METHOD, dataset=keypoints["dataset"], input_size=keypoints["input_size"],
+                           test_size=keypoints.get("test_size"),
                            sigma=keypoints["sigma"], model_kwargs=model_kwargs, prn=prn_config["prn"])
     network = build_network(r)
     network.load_state_dict(torch.load(weights, map_location="cpu", weights_only=False)["model"])
@@ -578,7 +591,7 @@ def predict_images(checkpoint: str | Path, ann_path: str | Path, image_dir: str 
         raise ValueError("MultiPoseNet needs PRN's run folder besides the network's (the prn_run_dir of the record "
                          "that `poselib train --method multiposenet` writes)")
     network, prn_model, r = load_pipeline(checkpoint, prn)
-    dataset = BottomUpDataset(ann_path, image_dir, input_size=r.input_size)
+    dataset = BottomUpDataset(ann_path, image_dir, input_size=r.test_input_size)
     parts = predict_parts(network, r, dataset, device=device, progress=False)
     return group_parts(parts, dataset, make_grouping("prn", prn_model), grid=r.grid)
 
