@@ -33,6 +33,8 @@ def test_small_presets_start_from_chapter_0_4_and_the_large_ones_do_not() -> Non
 
 def test_both_networks_start_from_the_simple_baseline_backbone(smoke_backbone) -> None:
     assert smoke_backbone.source.startswith("simplebaseline-")
+    # read once per process and model cache: every network built after the first reuses the same weights
+    assert pretraining.simple_baseline_backbone("smoke", progress=False) is smoke_backbone
     network, source = multiposenet.initial_network(multiposenet.recipe("smoke"), progress=False)
     assert source == smoke_backbone.source and _same(network.backbone, smoke_backbone)
     detector, source = msa_rcnn.initial_model(msa_rcnn.recipe("smoke", "baseline"), progress=False)

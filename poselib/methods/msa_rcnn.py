@@ -199,11 +199,8 @@ def initial_model(recipe: MSARCNNRecipe, *, seed: int = 0, device: str = "auto",
     ``recipe.backbone_from`` names a preset, and that model's run folder name (None otherwise)."""
     torch.manual_seed(seed)  # the model's initial weights
     model = build(recipe)
-    if recipe.backbone_from is None:
-        return model, None
-    weights = pretraining.simple_baseline_backbone(recipe.backbone_from, seed=seed, device=device, progress=progress)
-    pretraining.load_backbone(model.backbone.body, weights)
-    return model, weights.source
+    return model, pretraining.start_backbone(model.backbone.body, recipe.backbone_from, seed=seed, device=device,
+                                             progress=progress)
 
 
 def train(recipe: MSARCNNRecipe, *, seed: int = 0, device: str = "auto", progress: bool = True) -> TrainedMSARCNN:

@@ -232,11 +232,7 @@ def initial_network(recipe: MultiPoseNetRecipe, *, seed: int = 0, device: str = 
     ``recipe.backbone_from`` names a preset, and that model's run folder name (None otherwise)."""
     torch.manual_seed(seed)  # the initial weights depend on the seed alone
     model = build_network(recipe)
-    if recipe.backbone_from is None:
-        return model, None
-    weights = pretraining.simple_baseline_backbone(recipe.backbone_from, seed=seed, device=device, progress=progress)
-    pretraining.load_backbone(model.backbone, weights)
-    return model, weights.source
+    return model, pretraining.start_backbone(model.backbone, recipe.backbone_from, seed=seed, device=device, progress=progress)
 
 
 def train_keypoints(recipe: MultiPoseNetRecipe, *, seed: int = 0, device: str = "auto", progress: bool = True) -> Trained:

@@ -13,12 +13,14 @@ start for one family would decide the comparison.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import torch
 from torch import nn
 
 from poselib.methods import simple_baseline, topdown
+from poselib.paths import cache_root
 
 
 @dataclass(frozen=True)
@@ -32,10 +34,27 @@ class BackboneWeights:
 
 def simple_baseline_backbone(preset: str, *, seed: int = 0, device: str = "auto", progress: bool = True) -> BackboneWeights:
     """The ResNet of chapter 0.4's Simple Baselines model at ``preset`` and ``seed``, trained first if the model
-    cache does not hold it (at ``cpu`` about five minutes on two cores; the book's Part 0 has trained it by then)."""
+    cache does not hold it (at ``cpu`` about five minutes on two cores; the book's Part 0 has trained it by then).
+    Kept for the process per model cache, so the chapters that build several models read the checkpoint once."""
+    return _cached_backbone(preset, seed, str(cache_root()), device, progress)
+
+
+@functools.lru_cache(maxsize=8)
+def _cached_backbone(preset: str, seed: int, cache: str, device: str, progress: bool) -> BackboneWeights:
     trained = topdown.train(simple_baseline.recipe(preset), seed=seed, device=device, progress=progress)
     state = {name: value.detach().cpu().clone() for name, value in trained.model.backbone.state_dict().items()}
     return BackboneWeights(state, trained.run_dir.name)
+
+
+def start_backbone(module: nn.Module, backbone_from: str | None, *, seed: int = 0, device: str = "auto",
+                   progress: bool = True) -> str | None:
+    """Copy chapter 0.4's backbone at preset ``backbone_from`` into ``module`` and return its source (the run folder
+    name, for the cache key of the model trained from it); ``None`` leaves ``module`` as built and returns None."""
+    if backbone_from is None:
+        return None
+    weights = simple_baseline_backbone(backbone_from, seed=seed, device=device, progress=progress)
+    load_backbone(module, weights)
+    return weights.source
 
 
 def load_backbone(module: nn.Module, weights: BackboneWeights) -> None:
@@ -48,4 +67,4 @@ def load_backbone(module: nn.Module, weights: BackboneWeights) -> None:
                          f"chapter 0.4's model): {error}") from error
 
 
-__all__ = ["BackboneWeights", "load_backbone", "simple_baseline_backbone"]
+__all__ = ["BackboneWeights", "load_backbone", "simple_baseline_backbone", "start_backbone"]
