@@ -206,3 +206,14 @@ def test_evaluate_trained_is_stored_per_validation_file(trained):
     stored[0].write_text("{not json")
     assert topdown.evaluate_trained(trained) == metrics
     stored[0].unlink()
+
+
+def test_top_down_chapters_share_the_cpu_schedule():
+    from poselib.methods import mspn, rsn, simple_baseline
+    from poselib.methods.topdown import CPU_SCHEDULE
+
+    recipes = {"part 0": simple_baseline.recipe("cpu"), "part IV": mspn.experiment_recipe("mspn-2stage", "cpu"),
+               "part V rsn": rsn.recipe("cpu"), "part V resnet": rsn.recipe("cpu", family="resnet")}
+    for part, r in recipes.items():
+        assert {k: v for k, v in r.train.items() if k != "epochs"} == CPU_SCHEDULE, part
+    assert [r.train["epochs"] for r in recipes.values()] == [8, 3, 2, 2]

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from poselib.methods import mspn
-from poselib.methods.topdown import TopDownRecipe
+from poselib.methods.topdown import CPU_SCHEDULE, TopDownRecipe
 from poselib.models.rsn import BRANCH_RANGE
 from poselib.presets import check_preset
 
@@ -22,12 +22,12 @@ SMALL_MODEL: dict = {"width": 16, "up_channels": 32}
 #: Equal-width hourglass at CPU scale (Part IV's small hourglass).
 SMALL_HOURGLASS: dict = {"width": 32, "stem_channels": 16}
 
-#: The CPU preset's schedule: two epochs for the RSN-18 / ResNet-18 pair with two seeds each. Even so the part takes
-#: about 7.6 minutes on two cores, over its six-minute share (an RSN-18 step costs 2.2 to 2.6 ResNet-18 steps at
-#: these widths; see ``poselib bench step rsn``). Models are far from converged. The rate is Part 0's 1e-2 (mmpose trains
-#: RSN-18 at 2e-2): seed 0 with 5e-3 gave RSN-18 0.133 and ResNet-18 0.212 AP, with 1e-2 0.178 and 0.235.
-CPU_TRAIN: dict = dict(epochs=2, batch_size=32, optimizer="adam", lr=1e-2, schedule="warmup_linear", warmup_steps=50,
-                       num_workers=0, channels_last=True, log_every=10)
+#: The CPU preset's schedule: Part 0's (``topdown.CPU_SCHEDULE``; mmpose trains RSN-18 at an even higher 2e-2) for two
+#: epochs, for the RSN-18 / ResNet-18 pair with two seeds each. Even so the part runs over its six-minute share on
+#: two cores (the README's cost table; an RSN-18 step costs 2.2 to 2.6 ResNet-18 steps at these widths, see
+#: ``poselib bench step rsn``). Models are far from converged. Against Adam at 5e-3, seed 0: RSN-18 0.178 against
+#: 0.133 AP, ResNet-18 0.235 against 0.212.
+CPU_TRAIN: dict = {**CPU_SCHEDULE, "epochs": 2}
 SMOKE_TRAIN: dict = dict(epochs=1, batch_size=16, optimizer="adam", lr=2e-3, schedule="constant", num_workers=0,
                          log_every=2, max_steps=6)
 

@@ -6,7 +6,7 @@ The same recipe runs at every scale; only the preset's numbers differ: a narrow 
 
 from __future__ import annotations
 
-from poselib.methods.topdown import TopDownRecipe
+from poselib.methods.topdown import CPU_SCHEDULE, TopDownRecipe
 from poselib.presets import PRESET_DATASET, check_preset
 
 METHOD = "simplebaseline"
@@ -30,11 +30,9 @@ def recipe(preset: str = "cpu", **overrides) -> TopDownRecipe:
     elif preset == "cpu":
         base = TopDownRecipe(
             name=METHOD, dataset=dataset, **small,
-            # a short run learns most with a high rate decayed linearly to zero; on 2 cores NHWC convolutions and
-            # loading in the main process (no worker competing with torch's threads) are the fastest. 8 epochs keep
-            # training within the issue's 5 minutes on 2 cores (about 4.6 measured; 9 epochs took 5.2 for +0.01 AP)
-            train=dict(epochs=8, batch_size=32, optimizer="adam", lr=1e-2, schedule="warmup_linear", warmup_steps=50,
-                       num_workers=0, channels_last=True, log_every=10),
+            # the top-down chapters' schedule (topdown.CPU_SCHEDULE); 8 epochs keep training within the issue's 5
+            # minutes on 2 cores (about 4.6 measured; 9 epochs took 5.2 for +0.01 AP)
+            train={**CPU_SCHEDULE, "epochs": 8},
         )
     else:  # gpu and coco: the paper's ResNet-50 setting (Xiao et al. 2018, Table 1: 256x192, 140 epochs)
         base = TopDownRecipe(
