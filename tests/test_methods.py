@@ -216,4 +216,4 @@ def test_top_down_chapters_share_the_cpu_schedule():
                "part V rsn": rsn.recipe("cpu"), "part V resnet": rsn.recipe("cpu", family="resnet")}
     for part, r in recipes.items():
         assert {k: v for k, v in r.train.items() if k != "epochs"} == CPU_SCHEDULE, part
-    assert [r.train["epochs"] for r in recipes.values()] == [8, 3, 2, 2]
+    assert [r.train["epochs"] for r in recipes.values()] == [8, 2, 2, 2]

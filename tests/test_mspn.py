@@ -215,8 +215,28 @@ def test_recipe_carries_targets_and_keeps_plain_recipes_hash():
     assert recipe.decoder == "quarter_second_max" and isinstance(method.target_encoder(recipe, 4), method.MSPNTargets)
     from poselib.methods import simple_baseline
 
-    assert "targets" not in topdown.recipe_config(simple_baseline.recipe("cpu"))
+    assert not {"targets", "backbone_from"} & set(topdown.recipe_config(simple_baseline.recipe("cpu")))
     assert "targets" in topdown.recipe_config(recipe)
+
+
+def test_a_resnet_starts_the_stem_and_every_stage():
+    from poselib.models.backbones import resnet
+
+    source = resnet(18, width=8)
+    network = mspn(3, 18, width=8, up_channels=16)
+    before = {k: v.clone() for k, v in network.state_dict().items()}
+    network.load_resnet_backbone(source.state_dict())
+    state = network.state_dict()
+    for s in range(3):
+        assert torch.equal(state[f"stages.{s}.down.layers.3.1.conv2.weight"], source.layer4[1].conv2.weight)
+        assert torch.equal(state[f"stages.{s}.down.layers.0.0.bn1.running_var"], source.layer1[0].bn1.running_var)
+    assert torch.equal(state["stem.0.weight"], source.stem[0].weight)
+    # the upsample units and the cross-stage convolutions keep their own start
+    assert all(torch.equal(state[k], before[k]) for k in state if ".up." in k or ".to_next." in k)
+    with pytest.raises(ValueError, match="depth and width"):
+        network.load_resnet_backbone(resnet(34, width=8).state_dict())
+    with pytest.raises(ValueError, match="differ in shape"):
+        network.load_resnet_backbone(resnet(18, width=16).state_dict())
 
 
 class FixedMaps(nn.Module):
@@ -261,7 +281,9 @@ def test_unknown_targets_kind_is_named():
 def test_smoke_recipe_trains_and_evaluates_end_to_end(tmp_path, monkeypatch):
     """The recipe's targets pick MSPN's encoder and step inside topdown.train; predict decodes the last stage."""
     monkeypatch.setenv("POSELIB_CACHE", str(tmp_path / "cache"))
-    recipe = method.recipe("smoke", num_stages=2, train={"max_steps": 1}, val_every_epoch=False, flip_test=False)
+    # from scratch: the pretrained start is tested in test_pretraining, which trains its source once
+    recipe = method.recipe("smoke", num_stages=2, train={"max_steps": 1}, val_every_epoch=False, flip_test=False,
+                           backbone_from=None)
     trained = topdown.train(recipe, seed=0, progress=False)
     assert (trained.run_dir / "final.pt").is_file()
     train_set, _ = topdown.build_datasets(recipe, stride=4)

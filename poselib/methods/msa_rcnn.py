@@ -199,8 +199,7 @@ def initial_model(recipe: MSARCNNRecipe, *, seed: int = 0, device: str = "auto",
     ``recipe.backbone_from`` names a preset, and that model's run folder name (None otherwise)."""
     torch.manual_seed(seed)  # the model's initial weights
     model = build(recipe)
-    return model, pretraining.start_backbone(model.backbone.body, recipe.backbone_from, seed=seed, device=device,
-                                             progress=progress)
+    return model, pretraining.start_backbone(model.backbone.body, recipe.backbone_from, device=device, progress=progress)
 
 
 def train(recipe: MSARCNNRecipe, *, seed: int = 0, device: str = "auto", progress: bool = True) -> TrainedMSARCNN:

@@ -234,7 +234,7 @@ def initial_network(recipe: MultiPoseNetRecipe, *, seed: int = 0, device: str = 
     ``recipe.backbone_from`` names a preset, and that model's run folder name (None otherwise)."""
     torch.manual_seed(seed)  # the initial weights depend on the seed alone
     model = build_network(recipe)
-    return model, pretraining.start_backbone(model.backbone, recipe.backbone_from, seed=seed, device=device, progress=progress)
+    return model, pretraining.start_backbone(model.backbone, recipe.backbone_from, device=device, progress=progress)
 
 
 def train_keypoints(recipe: MultiPoseNetRecipe, *, seed: int = 0, device: str = "auto", progress: bool = True) -> Trained:

@@ -59,6 +59,9 @@ class TopDownRecipe:
     # method-specific targets and loss, e.g. {"kind": "mspn", ...}; empty: one Gaussian map per keypoint (sigma)
     # and heatmap_step. An empty dict is left out of the cache key, so older recipes keep their hashes.
     targets: dict = field(default_factory=dict)
+    # the preset of chapter 0.4's model whose ResNet starts the network (poselib.methods.pretraining; the small
+    # presets' stand-in for ImageNet weights), or None for the model's own start. None is left out of the cache key.
+    backbone_from: str | None = None
 
 
 #: ``recipe.targets["kind"]`` -> module providing ``target_encoder(recipe, stride)`` and ``step_fn(recipe)``
@@ -78,10 +81,12 @@ def _target_plugin(recipe: TopDownRecipe):
 
 
 def recipe_config(recipe: TopDownRecipe) -> dict:
-    """The recipe as a JSON-able dict for cache keys and records (``targets`` only when set)."""
+    """The recipe as a JSON-able dict for cache keys and records (``targets`` and ``backbone_from`` only when set)."""
     fields = asdict(recipe)
     if not fields["targets"]:
         del fields["targets"]
+    if fields["backbone_from"] is None:
+        del fields["backbone_from"]
     return fields
 
 
@@ -170,7 +175,8 @@ def train(
 
     Validation AP with ground-truth boxes is logged at every epoch end when ``recipe.val_every_epoch``.
     Interrupted runs resume from their last checkpoint. ``step_fn`` defaults to the recipe's (``targets``), or
-    :func:`heatmap_step`.
+    :func:`heatmap_step`. With ``recipe.backbone_from`` the network starts from chapter 0.4's ResNet (trained
+    first if the cache lacks it), whose run folder joins the cache key.
     """
     if step_fn is None:
         plugin = _target_plugin(recipe)
@@ -178,10 +184,15 @@ def train(
     device = str(resolve_device(device))
     torch.manual_seed(seed)  # the initial weights depend on the seed alone, not on what the caller drew before
     model = build_model(recipe.model, **recipe.model_kwargs)
+    key: dict = {"recipe": recipe_config(recipe), "seed": seed}
+    if recipe.backbone_from is not None:
+        from poselib.methods import pretraining  # which imports this module
+
+        key["backbone_source"] = pretraining.start_backbone(model, recipe.backbone_from, device=device, progress=progress)
     train_set, val_set = build_datasets(recipe, seed, stride=getattr(model, "stride", 4))
     # the data's hash is part of the key: a regenerated data set must not reuse a model trained on the old one
-    data_hash = file_sha256(train_set.ann_path)
-    folder = run_dir(recipe.name, {"recipe": recipe_config(recipe), "seed": seed, "train_data_sha256": data_hash})
+    key["train_data_sha256"] = file_sha256(train_set.ann_path)
+    folder = run_dir(recipe.name, key)
     trainer = Trainer(_train_config(recipe, seed, device, progress), folder)
     val_fn = None
     if recipe.val_every_epoch:

@@ -28,7 +28,7 @@ cross 1x1 256->64 + BN + ReLU. Convolutions have no bias (mmpose; the official c
 
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from typing import Callable, Mapping, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -236,6 +236,37 @@ class MultiStageNetwork(nn.Module):
             stages.append(Stage(down, up, to_next))
         self.stages = nn.ModuleList(stages)
 
+    def load_resnet_backbone(self, state: Mapping[str, torch.Tensor]) -> None:
+        """Start the stem and every stage's down unit from a ResNet's weights: ``state`` is a
+        :class:`~poselib.models.backbones.ResNetFeatures` state dict (``stem.*``, ``layer1.*`` .. ``layer4.*``).
+
+        MSPN starts from ImageNet weights this way: the stem and *each* stage's downsampling path get the same
+        ResNet (reference sheet 4.1, after mmpose); the upsample units and cross-stage convs keep their own start.
+        Raises ``ValueError`` when a down unit is no ResNet of the same depth and width as the source.
+        """
+        mapped: dict[str, torch.Tensor] = {}
+        for key, value in state.items():
+            head, _, rest = key.partition(".")
+            if head == "stem":
+                mapped[key] = value
+            elif head in ("layer1", "layer2", "layer3", "layer4"):
+                for s in range(self.num_stages):
+                    mapped[f"stages.{s}.down.layers.{int(head[-1]) - 1}.{rest}"] = value
+            else:
+                raise ValueError(f"not a ResNetFeatures state: unexpected key {key!r}")
+        own = self.state_dict()
+        covered = {k for k in own if k.startswith("stem.") or ".down." in k}
+        unknown = sorted(set(mapped) - set(own))
+        missing = sorted(covered - set(mapped))
+        wrong = sorted(k for k in set(mapped) & set(own) if mapped[k].shape != own[k].shape)
+        if unknown or missing or wrong:
+            raise ValueError(
+                "the ResNet does not fit this network's down units (depth and width must match): "
+                f"{len(unknown)} of its tensors have no place here (e.g. {unknown[:2]}), {len(missing)} tensors of the "
+                f"down units get none (e.g. {missing[:2]}), {len(wrong)} differ in shape (e.g. {wrong[:2]})"
+            )
+        self.load_state_dict(mapped, strict=False)
+
     def forward(self, images: torch.Tensor) -> list[list[torch.Tensor]]:
         x = self.stem(images)
         skips = None
@@ -257,10 +288,12 @@ def mspn(
     num_keypoints: int = NUM_KEYPOINTS,
     up_channels: int = 256,
     cross_stage: bool = True,
+    pretrained: bool = False,
 ) -> MultiStageNetwork:
     """MSPN with ``num_stages`` ResNet-``depth`` single-stage modules. ``width`` narrows the ResNet (and the
-    stem and cross conv with it); ``width=64, up_channels=256`` is the paper's network."""
-    return MultiStageNetwork(
+    stem and cross conv with it); ``width=64, up_channels=256`` is the paper's network. ``pretrained`` starts the
+    stem and every stage's ResNet from torchvision's ImageNet weights (downloaded once; width 64 only)."""
+    network = MultiStageNetwork(
         lambda: resnet_down_unit(depth, width),
         num_stages,
         num_keypoints=num_keypoints,
@@ -268,6 +301,11 @@ def mspn(
         stem_channels=width,
         cross_stage=cross_stage,
     )
+    if pretrained:
+        from poselib.models.backbones import resnet
+
+        network.load_resnet_backbone(resnet(depth, width=width, pretrained=True).state_dict())
+    return network
 
 
 def _register(num_stages: int) -> None:
