@@ -311,3 +311,26 @@ def test_beyond_spread_needs_twice_the_range():
     assert not method.beyond_spread(1.9, 1.0) and method.beyond_spread(2.1, 1.0) and method.beyond_spread(-2.1, 1.0)
     assert method.beyond_spread(1.5, 1.0, factor=1.0)
     assert not method.beyond_spread(50.0, float("nan"))
+
+
+def test_pretrained_loads_imagenet_into_every_stage_unless_the_caller_turns_it_off(monkeypatch):
+    """``pretrained=True`` (the coco recipe) fetches one ResNet for the stem and every stage; ``build_model(...,
+    load_pretrained=False)`` (checkpoint loading, counting, reading the stride) builds the same network without it.
+    The download is replaced by a random ResNet here: tests never download."""
+    import poselib.models.mspn as mspn_module
+    from poselib.models.backbones import resnet
+
+    fetched = []
+
+    def fake_resnet(depth, *, width=64, pretrained=False):
+        fetched.append((depth, width, pretrained))
+        return resnet(depth, width=width)
+
+    monkeypatch.setattr(mspn_module, "resnet", fake_resnet)
+    kwargs = dict(num_stages=2, depth=18, width=8, up_channels=16, pretrained=True)
+    network = build_model("mspn", **kwargs)
+    assert fetched == [(18, 8, True)]
+    state = network.state_dict()
+    assert torch.equal(state["stages.0.down.layers.1.0.conv1.weight"], state["stages.1.down.layers.1.0.conv1.weight"])
+    plain = build_model("mspn", load_pretrained=False, **kwargs)
+    assert fetched == [(18, 8, True)] and count_params(plain) == count_params(network)

@@ -592,8 +592,7 @@ def separate_pipeline(preset: str) -> tuple[MSARCNN, nn.Module, tuple[int, int]]
 
     detector = build_msa_rcnn(MSARCNNConfig(**{**recipe(preset, "baseline").model, "keypoints": False}))
     pose = simple_baseline.recipe(preset)
-    kwargs = {k: v for k, v in pose.model_kwargs.items() if k != "pretrained"}
-    return detector, build_model(pose.model, **kwargs), pose.input_size
+    return detector, build_model(pose.model, load_pretrained=False, **pose.model_kwargs), pose.input_size
 
 
 # ---------------------------------------------------------------------------------------------------------------

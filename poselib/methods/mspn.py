@@ -288,8 +288,8 @@ EXPERIMENTS: dict[str, tuple[dict, str]] = {
 }
 
 #: which experiments train under each preset (the rest are shown with the paper's numbers only). The cpu preset
-#: trains the models its chapters need most (with a second seed of the one stage, chapter 4.4): about 4.3 minutes
-#: of training on 2 cores, most of Part IV's six-minute share.
+#: trains the models its chapters need most (with a second seed of the one stage, chapter 4.4): 4.3 to 4.7 minutes
+#: of training on 2 cores (measured), most of Part IV's six-minute share.
 TRAINED_AT: dict[str, tuple[str, ...]] = {
     "smoke": ("mspn-1stage", "mspn-2stage", "mspn-2stage-ctf", "mspn-2stage-base", "mspn-2stage-k77", "hourglass-2stage"),
     "cpu": ("mspn-1stage", "mspn-2stage"),
@@ -375,8 +375,7 @@ def paper_size_complexity(model: str, input_size: tuple[int, int] = (256, 192), 
     from poselib.engine.flops import count_macs_meta
     from poselib.models import build_model
 
-    shape_kwargs = {k: v for k, v in model_kwargs.items() if k != "pretrained"}  # weights change no count
-    return count_macs_meta(lambda: build_model(model, **shape_kwargs), input_size)
+    return count_macs_meta(lambda: build_model(model, load_pretrained=False, **model_kwargs), input_size)
 
 
 #: the paper's numbers (Li et al. 2019, COCO minival, 256x192): "FLOPs (G)" as printed and AP in percent.

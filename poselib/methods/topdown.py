@@ -131,7 +131,7 @@ def build_datasets(
     """Training set (augmented, with targets at the model's ``stride``) and validation set (no augmentation) of
     the recipe's data set; ``boxes`` is ``"gt"`` or a detections file for the validation crops."""
     if stride is None:
-        stride = getattr(build_model(recipe.model, **recipe.model_kwargs), "stride", 4)
+        stride = getattr(build_model(recipe.model, load_pretrained=False, **recipe.model_kwargs), "stride", 4)
     plugin = _target_plugin(recipe)
     train_ann, train_images = dataset_split(recipe.dataset, "train")
     val_ann, val_images = dataset_split(recipe.dataset, "val")
@@ -396,10 +396,7 @@ def load_trained(checkpoint: str | Path) -> tuple[nn.Module, TopDownRecipe]:
     """Model and recipe from a run folder (or its ``final.pt`` / ``last.pt``) written by :func:`train`."""
     weights, config = trained_run(checkpoint)
     recipe = recipe_from_dict(config["recipe"])
-    kwargs = dict(recipe.model_kwargs)
-    if "pretrained" in kwargs:  # the checkpoint holds the weights; don't fetch ImageNet ones again
-        kwargs["pretrained"] = False
-    model = build_model(recipe.model, **kwargs)
+    model = build_model(recipe.model, load_pretrained=False, **recipe.model_kwargs)  # the checkpoint holds the weights
     state = torch.load(weights, map_location="cpu", weights_only=False)
     model.load_state_dict(state["model"])
     return model.eval(), recipe

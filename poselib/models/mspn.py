@@ -35,7 +35,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from poselib.keypoints import NUM_KEYPOINTS
-from poselib.models.backbones import RESNET_LAYERS
+from poselib.models.backbones import RESNET_LAYERS, resnet
 from poselib.models.registry import register_model
 
 
@@ -302,8 +302,6 @@ def mspn(
         cross_stage=cross_stage,
     )
     if pretrained:
-        from poselib.models.backbones import resnet
-
         network.load_resnet_backbone(resnet(depth, width=width, pretrained=True).state_dict())
     return network
 

@@ -46,8 +46,13 @@ def get_entry(name: str) -> ModelEntry:
     return _MODELS[name]
 
 
-def build_model(name: str, **kwargs) -> nn.Module:
-    """Build the registered model ``name`` with builder keyword arguments ``kwargs``."""
+def build_model(name: str, *, load_pretrained: bool = True, **kwargs) -> nn.Module:
+    """Build the registered model ``name`` with builder keyword arguments ``kwargs``.
+
+    ``load_pretrained=False`` turns a ``pretrained=True`` keyword off: the same architecture without fetching
+    ImageNet weights, for callers that load a checkpoint, count operations or only read an attribute."""
+    if not load_pretrained and kwargs.get("pretrained"):
+        kwargs["pretrained"] = False
     return get_entry(name).builder(**kwargs)
 
 
