@@ -193,3 +193,22 @@ def test_training_crops_and_whole_test_images_share_one_resolution() -> None:
     low, high = r.augment["scale_range"]  # the augmentation's zoom, around the test resolution
     scales = [image_pixels_per_input_pixel(train_set[i]) for i in range(8)]
     assert all(low - 1e-6 <= s <= high + 1e-6 for s in scales) and max(scales) - min(scales) > 0.05
+
+
+def test_network_without_pretrained_weights_never_downloads(monkeypatch) -> None:
+    """The coco recipe asks for an ImageNet backbone; loading a checkpoint and counting MACs build the same network
+    without fetching it (the fetch is replaced by a recorder here: tests never download)."""
+    import poselib.models.multiposenet as model_module
+
+    fetched = []
+
+    def fake_resnet(depth, *, width=64, pretrained=False, dilation=(False, False, False)):
+        fetched.append(pretrained)
+        return resnet(depth, width=width, dilation=dilation)
+
+    monkeypatch.setattr(model_module, "resnet", fake_resnet)
+    recipe = method.recipe("smoke", model_kwargs={"pretrained": True})
+    method.build_network(recipe, load_pretrained=False)
+    assert fetched == [False] and recipe.model_kwargs["pretrained"] is True  # the recipe itself is left alone
+    method.build_network(recipe)
+    assert fetched == [False, True]

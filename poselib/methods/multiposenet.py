@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import functools
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
@@ -39,6 +39,7 @@ from poselib.grouping import prn as grouping
 from poselib.methods import bottomup, pretraining
 from poselib.methods.splits import dataset_split
 from poselib.models.multiposenet import MultiPoseNet
+from poselib.models.registry import without_pretrained
 from poselib.models.prn import PoseResidualNetwork, prn_loss
 from poselib.presets import PRESET_DATASET, check_preset, resolve_device
 
@@ -218,8 +219,10 @@ def _config(fields: dict, seed: int, device: str, progress: bool) -> TrainConfig
     return TrainConfig(**{**fields, "seed": seed, "device": device, "progress": progress})
 
 
-def build_network(recipe: MultiPoseNetRecipe) -> MultiPoseNet:
-    return MultiPoseNet(**recipe.model_kwargs)
+def build_network(recipe: MultiPoseNetRecipe, *, load_pretrained: bool = True) -> MultiPoseNet:
+    """The recipe's network; ``load_pretrained=False`` skips an ImageNet backbone download (checkpoint loading,
+    counting)."""
+    return MultiPoseNet(**(recipe.model_kwargs if load_pretrained else without_pretrained(recipe.model_kwargs)))
 
 
 def _keypoint_key(recipe: MultiPoseNetRecipe, seed: int, data_hash: str, backbone_source: str | None = None) -> dict:
@@ -512,7 +515,7 @@ def complexity(recipe: MultiPoseNetRecipe, input_size: int | None = None) -> dic
     from poselib.models.multiposenet import _FullPass
 
     size = input_size or recipe.test_input_size
-    net = count_macs(_FullPass(build_network(replace(recipe, model_kwargs={**recipe.model_kwargs, "pretrained": False}))), (size, size))
+    net = count_macs(_FullPass(build_network(recipe, load_pretrained=False)), (size, size))
     prn = build_prn(recipe)
     prn_cost = count_macs(prn, torch.zeros(1, NUM_KEYPOINTS, *prn.grid))
     return {"params_m": net["params_m"], "gmacs": net["gmacs"], "prn_params_m": prn_cost["params_m"], "prn_gmacs": prn_cost["gmacs"]}
@@ -568,12 +571,10 @@ def load_pipeline(checkpoint: str | Path, prn_checkpoint: str | Path) -> tuple[M
     if "prn" not in prn_config:
         raise ValueError(f"{prn_checkpoint}: not a PRN run (its config has no prn field)")
     model_kwargs = {k: tuple(v) if isinstance(v, list) else v for k, v in keypoints["model_kwargs"].items()}
-    if "pretrained" in model_kwargs:  # the checkpoint holds the weights; don't fetch ImageNet ones again
-        model_kwargs["pretrained"] = False
     r = MultiPoseNetRecipe(name=METHOD, dataset=keypoints["dataset"], input_size=keypoints["input_size"],
                            test_size=keypoints.get("test_size"),
                            sigma=keypoints["sigma"], model_kwargs=model_kwargs, prn=prn_config["prn"])
-    network = build_network(r)
+    network = build_network(r, load_pretrained=False)  # the checkpoint holds the weights
     network.load_state_dict(torch.load(weights, map_location="cpu", weights_only=False)["model"])
     prn = build_prn(r)
     prn.load_state_dict(torch.load(prn_weights, map_location="cpu", weights_only=False)["model"])

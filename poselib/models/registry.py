@@ -6,7 +6,7 @@ A paper's module registers its models with :func:`register_model`; :func:`build_
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable
+from typing import Any, Callable, Mapping
 
 from torch import nn
 
@@ -51,9 +51,13 @@ def build_model(name: str, *, load_pretrained: bool = True, **kwargs) -> nn.Modu
 
     ``load_pretrained=False`` turns a ``pretrained=True`` keyword off: the same architecture without fetching
     ImageNet weights, for callers that load a checkpoint, count operations or only read an attribute."""
-    if not load_pretrained and kwargs.get("pretrained"):
-        kwargs["pretrained"] = False
-    return get_entry(name).builder(**kwargs)
+    return get_entry(name).builder(**(kwargs if load_pretrained else without_pretrained(kwargs)))
+
+
+def without_pretrained(kwargs: Mapping[str, Any]) -> dict[str, Any]:
+    """Builder keyword arguments ``kwargs`` with a ``pretrained=True`` turned off (the same architecture, no
+    ImageNet download); see :func:`build_model`."""
+    return {**kwargs, "pretrained": False} if kwargs.get("pretrained") else dict(kwargs)
 
 
 def list_models() -> list[ModelEntry]:
