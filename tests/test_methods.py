@@ -217,3 +217,21 @@ def test_top_down_chapters_share_the_cpu_schedule():
     for part, r in recipes.items():
         assert {k: v for k, v in r.train.items() if k != "epochs"} == CPU_SCHEDULE, part
     assert [r.train["epochs"] for r in recipes.values()] == [8, 2, 2, 2]
+
+
+def test_load_benchmark_times_every_stage_of_each_pipeline_and_prints_json_last(capsys):
+    from poselib.methods import benchmark
+
+    for method in ("mspn", "simplepose", "msarcnn"):
+        assert benchmark.main([method, "--preset", "smoke", "--samples", "3"]) == 0
+        summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+        assert summary["benchmark"] == "load" and summary["method"] == method and summary["samples"] == 3
+        per = summary["ms_per_sample"]
+        assert per["load"] > 0
+        # top-down and bottom-up sets encode targets after loading; detection sets build theirs while loading
+        assert (per["encode"] > 0) == (method != "msarcnn")
+        assert summary["ms_per_batch"] >= summary["batch_size"] * per["load"]
+    with pytest.raises(KeyError, match="unknown method 'nope'"):
+        benchmark.time_pipeline("nope", "smoke")
+    with pytest.raises(ValueError, match="samples must be at least 1"):
+        benchmark.time_pipeline("mspn", "smoke", samples=0)

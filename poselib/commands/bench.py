@@ -13,6 +13,7 @@ BENCHMARKS: dict[str, str] = {
     "prn": "poselib.methods.multiposenet:bench_main",
     "grouping": "poselib.grouping.benchmark:main",
     "step": "poselib.models.benchmark:main",
+    "load": "poselib.methods.benchmark:main",
 }
 
 
