@@ -118,6 +118,10 @@ def test_recipes_per_preset_and_overrides() -> None:
     variant = method.recipe("cpu", model_kwargs={"concat": False}, prn={"layers": 2})
     assert variant.model_kwargs["concat"] is False and variant.model_kwargs["depth"] == 18
     assert variant.prn["layers"] == 2 and variant.prn["hidden"] == 1024
+    # the CPU presets train both convolutional stages channels-last (the faster format there; smoke runs that path)
+    for preset in ("smoke", "cpu"):
+        small = method.recipe(preset)
+        assert small.train["channels_last"] is True and small.detector_train["channels_last"] is True
     with pytest.raises(ValueError):
         method.recipe("nope")
 

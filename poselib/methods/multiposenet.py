@@ -107,8 +107,8 @@ def recipe(preset: str = "cpu", **overrides) -> MultiPoseNetRecipe:
             base = MultiPoseNetRecipe(
                 name=METHOD, dataset=dataset, input_size=96, sigma=1.0, model_kwargs=small,
                 augment=light_aug,
-                train=dict(epochs=2, batch_size=16, lr=2e-3, num_workers=0, log_every=1),
-                detector_train=dict(epochs=1, batch_size=16, lr=1e-3, num_workers=0, log_every=1),
+                train=dict(epochs=2, batch_size=16, lr=2e-3, num_workers=0, log_every=1, channels_last=True),
+                detector_train=dict(epochs=1, batch_size=16, lr=1e-3, num_workers=0, log_every=1, channels_last=True),
                 prn=dict(grid=(21, 14), hidden=64, layers=1, dropout=0.5, residual=True),
                 prn_train=dict(epochs=1, batch_size=16, lr=1e-3, num_workers=0, log_every=2),
                 backbone_from="smoke",
@@ -117,9 +117,12 @@ def recipe(preset: str = "cpu", **overrides) -> MultiPoseNetRecipe:
             base = MultiPoseNetRecipe(
                 name=METHOD, dataset=dataset, input_size=128, test_size=256, sigma=2.0,
                 model_kwargs={**small, "anchor_sizes": (32, 64, 128)}, augment=light_aug,
+                # channels-last (NHWC) convolutions, faster on 2 cores: the keypoint subnet trained in 72 s against 87
+                # contiguous; the detector in 36, 42 and 54 s against 49, 49 and 59 (pairs run back to back; this
+                # machine's speed drifts between pairs)
                 train=dict(epochs=5, batch_size=16, lr=3e-3, schedule="step", milestones=(4,), gamma=0.2,
-                           num_workers=0, log_every=10),
-                detector_train=dict(epochs=4, batch_size=16, lr=2e-3, num_workers=0, log_every=10),
+                           num_workers=0, log_every=10, channels_last=True),
+                detector_train=dict(epochs=4, batch_size=16, lr=2e-3, num_workers=0, log_every=10, channels_last=True),
                 prn=dict(grid=(21, 14), hidden=1024, layers=1, dropout=0.5, residual=True),
                 prn_train=dict(epochs=1, batch_size=32, lr=1e-3, num_workers=0, log_every=10),
                 backbone_from="cpu",
