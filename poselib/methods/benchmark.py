@@ -19,45 +19,37 @@ from collections.abc import Callable
 import torch
 from torch.utils.data import default_collate
 
-from poselib.data.datasets import collate_bottomup
-from poselib.methods import msa_rcnn, mspn, multiposenet, rsn, simple_baseline, simple_pose, topdown
+from poselib.data.datasets import BottomUpDataset, collate_bottomup
+from poselib.methods import METHODS, get_method, msa_rcnn, topdown
 from poselib.presets import PRESETS
 
-#: method -> (recipe builder taking the preset, training/validation set builder taking the recipe and a seed,
-#: collate function of its training batches)
-PIPELINES: dict[str, tuple[Callable, Callable, Callable]] = {
-    "simplebaseline": (simple_baseline.recipe, topdown.build_datasets, default_collate),
-    "mspn": (mspn.recipe, topdown.build_datasets, default_collate),
-    "rsn": (rsn.recipe, topdown.build_datasets, default_collate),
-    "simplepose": (simple_pose.recipe, simple_pose.build_datasets, collate_bottomup),
-    "multiposenet": (multiposenet.recipe, multiposenet.build_datasets, collate_bottomup),
-    "msarcnn": (msa_rcnn.recipe, msa_rcnn.build_datasets, msa_rcnn.collate_detection),
-}
+
+def _collate_for(train_set) -> Callable:
+    """How the method's training loop batches ``train_set``'s samples."""
+    if isinstance(train_set, BottomUpDataset):
+        return collate_bottomup
+    if isinstance(train_set, msa_rcnn.DetectionDataset):
+        return msa_rcnn.collate_detection
+    return default_collate
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="poselib bench load", description=__doc__.splitlines()[0])
-    parser.add_argument("method", choices=sorted(PIPELINES), help="whose training data pipeline to time")
+    parser.add_argument("method", choices=sorted(METHODS), help="whose training data pipeline to time")
     parser.add_argument("--preset", choices=PRESETS, default="cpu", help="the recipe's preset (default: cpu)")
     parser.add_argument("--samples", type=int, default=256, help="training samples timed (default: 256)")
     return parser
 
 
-def _batch_size(recipe) -> int:
-    train = getattr(recipe, "train", {})
-    return int(train.get("batch_size", 16)) if isinstance(train, dict) else 16
-
-
 def time_pipeline(method: str, preset: str = "cpu", samples: int = 256) -> dict:
     """Milliseconds per sample to load (read, augment, normalise) and to encode targets, and per batch to collate,
     for the training set of ``method`` under ``preset`` (the first ``samples`` samples, images cached)."""
-    if method not in PIPELINES:
-        raise KeyError(f"unknown method {method!r}; choose one of {', '.join(sorted(PIPELINES))}")
     if samples < 1:
         raise ValueError(f"samples must be at least 1, got {samples}")
-    make_recipe, make_datasets, collate = PIPELINES[method]
-    recipe = make_recipe(preset)
-    train_set, _ = make_datasets(recipe, 0)
+    module = get_method(method)  # KeyError naming the choices for an unknown method
+    recipe = module.recipe(preset)
+    # the top-down methods (Parts 0, IV, V) build their data through topdown; the others have their own builder
+    train_set, _ = getattr(module, "build_datasets", topdown.build_datasets)(recipe, 0)
     samples = min(samples, len(train_set))
     encoder = getattr(train_set, "encoder", None)  # detection sets (Part III) build their targets while loading
     if encoder is not None:
@@ -77,9 +69,9 @@ def time_pipeline(method: str, preset: str = "cpu", samples: int = 256) -> dict:
         start = time.perf_counter()
         encoded = [encoder(dict(sample)) for sample in raw]
         encode_ms = (time.perf_counter() - start) * 1e3 / samples
-    batch_size = min(_batch_size(recipe), samples)
+    batch_size = min(int(recipe.train["batch_size"]), samples)
     start = time.perf_counter()
-    collate(encoded[:batch_size])
+    _collate_for(train_set)(encoded[:batch_size])
     collate_ms = (time.perf_counter() - start) * 1e3
     return {"benchmark": "load", "method": method, "preset": preset, "samples": samples, "batch_size": batch_size,
             "ms_per_sample": {"load": round(load_ms, 3), "encode": round(encode_ms, 3)},
@@ -101,4 +93,4 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-__all__ = ["PIPELINES", "main", "time_pipeline"]
+__all__ = ["main", "time_pipeline"]

@@ -2,7 +2,8 @@
 
 It measures what the training engine's ``channels_last`` switch buys on the machine at hand: each memory format
 is timed on the same random batch, and the loss is the sum of squares of every output map (the step's cost
-does not depend on the loss). Prints a table and, as its last line, a JSON object ``{"benchmark", "model",
+does not depend on the loss). The two formats' steps alternate, so a machine whose speed drifts during the run
+(shared CPUs do, by a third from hour to hour) slows both alike instead of biasing the ratio. Prints a table and, as its last line, a JSON object ``{"benchmark", "model",
 "device", "threads", "batch", "input", "repeats", "ms_per_step": {"contiguous", "channels_last"},
 "speedup"}``.
 """
@@ -12,6 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from collections.abc import Callable
 
 import torch
 from torch import nn
@@ -44,25 +46,44 @@ def _sum_of_squares(output) -> torch.Tensor:
     raise TypeError(f"cannot benchmark a model whose output is {type(output).__name__}; it needs map outputs")
 
 
-def step_time_ms(model: nn.Module, images: torch.Tensor, *, channels_last: bool, repeats: int) -> float:
-    """Median wall time in milliseconds of ``repeats`` training steps, after two warm-up steps."""
-    memory_format = torch.channels_last if channels_last else torch.contiguous_format
-    model = model.to(images.device, memory_format=memory_format).train()
-    images = images.contiguous(memory_format=memory_format)
-    optimizer = torch.optim.Adam(model.parameters(), lr=1e-4)
-    times = []
-    for i in range(repeats + 2):
-        if images.device.type == "cuda":
-            torch.cuda.synchronize(images.device)
+class _Stepper:
+    """One model, its Adam optimiser and the batch, all in one memory format; ``step()`` times a training step."""
+
+    def __init__(self, model: nn.Module, images: torch.Tensor, *, channels_last: bool):
+        memory_format = torch.channels_last if channels_last else torch.contiguous_format
+        self.model = model.to(images.device, memory_format=memory_format).train()
+        self.images = images.contiguous(memory_format=memory_format)
+        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=1e-4)
+
+    def step(self) -> float:
+        """Wall time in milliseconds of one forward, backward and update."""
+        cuda = self.images.device.type == "cuda"
+        if cuda:
+            torch.cuda.synchronize(self.images.device)
         start = time.perf_counter()
-        optimizer.zero_grad(set_to_none=True)
-        _sum_of_squares(model(images)).backward()
-        optimizer.step()
-        if images.device.type == "cuda":
-            torch.cuda.synchronize(images.device)
-        if i >= 2:
-            times.append((time.perf_counter() - start) * 1e3)
-    return sorted(times)[len(times) // 2]
+        self.optimizer.zero_grad(set_to_none=True)
+        _sum_of_squares(self.model(self.images)).backward()
+        self.optimizer.step()
+        if cuda:
+            torch.cuda.synchronize(self.images.device)
+        return (time.perf_counter() - start) * 1e3
+
+
+def step_times_ms(make_model: Callable[[], nn.Module], images: torch.Tensor, *, repeats: int) -> dict[str, float]:
+    """Median wall time in milliseconds of ``repeats`` training steps per memory format (``"contiguous"``,
+    ``"channels_last"``), each model built by ``make_model`` under the same seed, the formats' steps alternating
+    after two warm-up steps each."""
+    steppers = {}
+    for name, channels_last in (("contiguous", False), ("channels_last", True)):
+        torch.manual_seed(0)
+        steppers[name] = _Stepper(make_model(), images, channels_last=channels_last)
+    times: dict[str, list[float]] = {name: [] for name in steppers}
+    for i in range(repeats + 2):
+        for name, stepper in steppers.items():
+            elapsed = stepper.step()
+            if i >= 2:
+                times[name].append(elapsed)
+    return {name: sorted(t)[len(t) // 2] for name, t in times.items()}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -73,11 +94,7 @@ def main(argv: list[str] | None = None) -> int:
     size = args.input or get_entry(args.model).input_size
     torch.manual_seed(0)
     images = torch.randn(args.batch, get_entry(args.model).in_channels, *size, device=device)
-    timings = {}
-    for name, channels_last in (("contiguous", False), ("channels_last", True)):
-        torch.manual_seed(0)
-        timings[name] = step_time_ms(build_model(args.model, **args.kwargs), images, channels_last=channels_last,
-                                     repeats=args.repeats)
+    timings = step_times_ms(lambda: build_model(args.model, **args.kwargs), images, repeats=args.repeats)
     speedup = timings["contiguous"] / timings["channels_last"]
     print(f"{args.model} {args.kwargs or ''}: training step on {args.batch}x{size[0]}x{size[1]}, {device}, "
           f"{torch.get_num_threads()} threads, median of {args.repeats}")
