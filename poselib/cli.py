@@ -20,6 +20,7 @@ COMMANDS: dict[str, str] = {
     "predict": "poselib.commands.predict",
     "bench": "poselib.commands.bench",
     "book": "poselib.commands.book",
+    "archive": "poselib.commands.archive",
 }
 
 COMMAND_HELP: dict[str, str] = {
@@ -31,6 +32,7 @@ COMMAND_HELP: dict[str, str] = {
     "predict": "run a trained method on images; draws skeletons and writes COCO results",
     "bench": "speed benchmarks",
     "book": "execute the notebooks with papermill and render the book",
+    "archive": "train experiments outside the book's build and archive their records",
 }
 
 

@@ -1,7 +1,7 @@
 """Where poselib keeps generated data, cached models and result records.
 
 Every location can be moved with an environment variable, so the book runner, tests and users agree:
-``POSELIB_ROOT`` (project root), ``POSELIB_DATA``, ``POSELIB_CACHE`` and ``POSELIB_RESULTS``.
+``POSELIB_ROOT`` (project root), ``POSELIB_DATA``, ``POSELIB_CACHE``, ``POSELIB_RESULTS`` and ``POSELIB_ARCHIVE``.
 """
 
 from __future__ import annotations
@@ -35,3 +35,9 @@ def cache_root() -> Path:
 def results_root() -> Path:
     """Experiment records read by the book: ``$POSELIB_RESULTS`` or ``<root>/results``."""
     return Path(os.environ.get("POSELIB_RESULTS") or project_root() / "results")
+
+
+def archive_root() -> Path:
+    """Committed records of models trained outside the book's build (they exceed its time budget), read by the
+    book beside the records it writes: ``$POSELIB_ARCHIVE`` or ``<root>/results/archive``."""
+    return Path(os.environ.get("POSELIB_ARCHIVE") or project_root() / "results" / "archive")

@@ -334,3 +334,31 @@ def test_pretrained_loads_imagenet_into_every_stage_unless_the_caller_turns_it_o
     assert torch.equal(state["stages.0.down.layers.1.0.conv1.weight"], state["stages.1.down.layers.1.0.conv1.weight"])
     plain = build_model("mspn", load_pretrained=False, **kwargs)
     assert fetched == [(18, 8, True)] and count_params(plain) == count_params(network)
+
+
+def test_verdict_and_ablation_steps_judge_changes_against_the_spread():
+    import math
+
+    import pandas as pd
+
+    assert [method.verdict(d, 0.3) for d in (1.0, -1.0, 0.5, math.nan)] == ["a gain", "a loss", "a tie", "not measured"]
+    assert method.verdict(5.0, math.nan) == "a tie"  # an unknown spread decides nothing
+    table = pd.DataFrame({"paper AP": [73.3, 74.2, 74.5, 74.0, 70.0], "our AP": [40.0, 41.0, 39.0, 39.8, math.nan]},
+                         index=["base", "ctf", "full", "near", "missing"])
+    table.loc["unpublished"] = [math.nan, 30.0]
+    steps = method.ablation_steps(table, [("base", "ctf", "+CTF"), ("ctf", "full", "+CSFA"), ("full", "near", "k"),
+                                        ("base", "missing", "m"), ("unpublished", "ctf", "u")], spread=0.4)
+    assert steps["paper change"].round(2).tolist()[:4] == [0.9, 0.3, -0.5, -3.3]
+    assert steps["our change"].round(2).tolist()[:3] == [1.0, -2.0, 0.8]
+    assert steps["our verdict"].tolist() == ["a gain", "a loss", "a tie", "not measured", "a gain"]
+    assert steps["direction"].tolist() == ["agrees", "opposite", "tie", "not measured", "no paper figure"]
+
+
+def test_an_experiment_starts_from_chapter_0_4_only_where_its_resnet_18_fits():
+    starts = {name: method.experiment_recipe(name, "cpu") for name in method.EXPERIMENTS}
+    for name, r in starts.items():
+        if r.backbone_from is not None:
+            assert r.model == "mspn" and r.model_kwargs["depth"] == 18, name
+    assert {name for name, r in starts.items() if r.backbone_from is None} == {
+        "hourglass-1stage", "hourglass-2stage", "hourglass-4stage", "hourglass-8stage", "hourglass-4stage-base",
+        "hourglass-4stage-ctf", "single-r18", "single-r50", "single-r101", "single-r152"}

@@ -87,6 +87,10 @@ def test_the_source_keys_the_cached_top_down_model(smoke_backbone) -> None:
     assert scratch.run_dir != trained.run_dir
     scratch_config = json.loads((scratch.run_dir / "config.json").read_text())
     assert set(scratch_config) == {"recipe", "seed", "train_data_sha256"} and "backbone_from" not in scratch_config["recipe"]
+    # the folder names are known without training (what archived records are checked against), start included
+    assert pretraining.backbone_source("smoke") == smoke_backbone.source
+    assert topdown.run_name(recipe) == trained.run_dir.name and topdown.run_name(scratch.recipe) == scratch.run_dir.name
+    assert topdown.run_name(recipe, seed=1) != trained.run_dir.name
 
 
 def test_the_source_keys_the_cached_model(smoke_backbone) -> None:

@@ -237,3 +237,75 @@ def records_table(records: Iterable[Mapping[str, Any]], columns: list[str]) -> "
 
     rows = [[_lookup(r, c) for c in columns] for r in records]
     return pd.DataFrame(rows, columns=list(columns))
+
+
+# ------------------------------------------------------------------------------------------------ archived records
+
+def archive_record(name: str, preset: str, *, source: str | Path | None = None, archive: str | Path | None = None) -> Path:
+    """Copy the record ``(source or results_root()) / preset / f"{name}.json"`` into the archive
+    ``(archive or archive_root()) / preset`` (the committed folder the book reads beside its own records) and
+    return the copy's path. Refuses a record written from a checkout with uncommitted changes, whose commit would
+    not say which code trained the model."""
+    _check_name(name)
+    check_preset(preset)
+    path = Path(source or paths.results_root()) / preset / f"{name}.json"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such record; run the experiment under the {preset!r} preset first")
+    record = _read_record(path)
+    git = record.get("git") or {}
+    if not git.get("commit") or git.get("dirty"):
+        raise ValueError(f"{path}: written from a checkout with uncommitted changes (or outside git); retrain from a "
+                         "clean commit before archiving, so the record names the code that trained it")
+    target = Path(archive or paths.archive_root()) / preset / path.name
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(f".{target.name}.tmp")
+    tmp.write_text(dump_json(record))
+    tmp.replace(target)
+    return target
+
+
+@dataclasses.dataclass(frozen=True)
+class ArchiveLookup:
+    """What :func:`find_archived` found: ``record`` when an archived record matches, else ``None`` and ``problem``
+    (why not, in words a reader can act on)."""
+
+    record: dict | None
+    problem: str | None = None
+
+
+def find_archived(name: str, preset: str, *, run_name: str, val_sha256: str | None = None,
+                  archive: str | Path | None = None) -> ArchiveLookup:
+    """The archived record ``name`` of ``preset`` if it belongs to the model the current code would train.
+
+    Args:
+        run_name: the model-cache folder name the current recipe, seed, training data and starting weights give
+            (e.g. :func:`poselib.methods.topdown.run_name`); the record must name the same folder in
+            ``extra.run_dir``, so a changed recipe or regenerated data makes it stale, not silently reused.
+        val_sha256: the SHA-256 of the validation annotation file the book evaluates on; the record's must match
+            (``None``: not checked).
+    """
+    _check_name(name)
+    path = Path(archive or paths.archive_root()) / check_preset(preset) / f"{name}.json"
+    if not path.is_file():
+        return ArchiveLookup(None, f"no archived record {path.name}")
+    record = _read_record(path)
+    trained = Path(str((record.get("extra") or {}).get("run_dir", ""))).name
+    if trained != run_name:
+        return ArchiveLookup(None, f"{path.name} is stale: it was trained as {trained or 'an unnamed run'}, the "
+                                   f"current recipe, seed and data give {run_name}")
+    if val_sha256 is not None and (record.get("dataset") or {}).get("sha256") != val_sha256:
+        return ArchiveLookup(None, f"{path.name} is stale: it was evaluated on other validation data")
+    git = record.get("git") or {}
+    if not git.get("commit") or git.get("dirty"):
+        return ArchiveLookup(None, f"{path.name} names no clean commit (archive it with poselib archive)")
+    return ArchiveLookup(record)
+
+
+def _read_record(path: Path) -> dict:
+    try:
+        record = json.loads(path.read_text())
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{path}: not a valid JSON record ({err})") from err
+    if not isinstance(record, dict) or record.get("format") != RECORD_FORMAT:
+        raise ValueError(f"{path}: not a poselib record of format {RECORD_FORMAT}")
+    return record

@@ -29,7 +29,10 @@ import torch
 from torch import nn
 
 from poselib.codecs import heatmap
+from poselib.engine.records import ArchiveLookup, file_sha256, find_archived
 from poselib.losses import per_keypoint_mse
+from poselib.methods import topdown
+from poselib.methods.splits import dataset_split
 from poselib.methods.topdown import CPU_SCHEDULE, TopDownRecipe
 from poselib.presets import PRESET_DATASET, check_preset
 
@@ -283,11 +286,15 @@ EXPERIMENTS: dict[str, tuple[dict, str]] = {
                              "Hourglass-4 BaseNet + CTF"),
     "mspn-2stage-k77": (dict(num_stages=2, setting=(7, 7)), "MSPN-2, kernels 7 / 7 (Table 7, setting 1)"),
     "mspn-2stage-k55": (dict(num_stages=2, setting=(5, 5)), "MSPN-2, kernels 5 / 5 (Table 7, setting 2)"),
-    "single-r101": (dict(num_stages=1, model_kwargs={"depth": 101}), "single stage, ResNet-101"),
-    "single-r152": (dict(num_stages=1, model_kwargs={"depth": 152}), "single stage, ResNet-152"),
+    # Table 2's depth ladder, every rung from scratch: chapter 0.4's ResNet-18 cannot start a deeper network
+    "single-r18": (dict(num_stages=1, model_kwargs={"depth": 18}, backbone_from=None), "single stage, ResNet-18, from scratch"),
+    "single-r50": (dict(num_stages=1, model_kwargs={"depth": 50}, backbone_from=None), "single stage, ResNet-50, from scratch"),
+    "single-r101": (dict(num_stages=1, model_kwargs={"depth": 101}, backbone_from=None), "single stage, ResNet-101, from scratch"),
+    "single-r152": (dict(num_stages=1, model_kwargs={"depth": 152}, backbone_from=None), "single stage, ResNet-152, from scratch"),
 }
 
-#: which experiments train under each preset (the rest are shown with the paper's numbers only). The cpu preset
+#: which experiments train in the book's build under each preset (the rest come from the archive where it holds a
+#: current record, :func:`archived_experiment`, else show the paper's numbers only). The cpu preset
 #: trains the models its chapters need most (with a second seed of the one stage, chapter 4.4): 4.3 to 4.7 minutes
 #: of training on 2 cores (measured), most of Part IV's six-minute share.
 TRAINED_AT: dict[str, tuple[str, ...]] = {
@@ -296,6 +303,11 @@ TRAINED_AT: dict[str, tuple[str, ...]] = {
     "gpu": tuple(EXPERIMENTS),
     "coco": tuple(EXPERIMENTS),
 }
+
+#: seeds of build-trained experiments that come from the archive instead (:func:`seed_spread`): under ``cpu`` the
+#: two-stage MSPN's second seed, so that the two-stage ablations are judged by a two-stage spread too, without
+#: paying for a second two-stage training in every build.
+ARCHIVED_SEEDS: dict[str, dict[str, tuple[int, ...]]] = {"cpu": {"mspn-2stage": (1,)}}
 
 
 def experiment_recipe(name: str, preset: str = "cpu") -> TopDownRecipe:
@@ -320,14 +332,13 @@ def run_experiment(name: str, preset: str = "cpu", *, seed: int = 0, device: str
     from dataclasses import asdict
 
     from poselib.engine.records import dataset_info, write_record
-    from poselib.methods import topdown
 
     r = experiment_recipe(name, preset)
     trained = topdown.train(r, seed=seed, device=device, progress=progress)
     metrics = topdown.evaluate_trained(trained, device=device)
     cost = paper_size_complexity(r.model, r.input_size, **r.model_kwargs)
     write_record(
-        f"{name if name.startswith(METHOD) else f'{METHOD}-{name}'}-seed{seed}", method=METHOD, config={"recipe": asdict(r), "seed": seed, "experiment": name},
+        record_name(name, seed), method=METHOD, config={"recipe": asdict(r), "seed": seed, "experiment": name},
         preset=preset, dataset=dataset_info(r.dataset, trained.val_set.ann_path), metrics=metrics,
         params_m=cost["params_m"], gmacs=cost["gmacs"], wall_time_s=trained.result.wall_time_s, device=device,
         extra={"run_dir": str(trained.run_dir)},
@@ -337,12 +348,49 @@ def run_experiment(name: str, preset: str = "cpu", *, seed: int = 0, device: str
             "train_s": trained.result.wall_time_s, "trained": trained}
 
 
+def record_name(name: str, seed: int = 0) -> str:
+    """The record file stem of experiment ``name`` at ``seed``: ``mspn-`` prefixed where ``name`` lacks it."""
+    return f"{name if name.startswith(METHOD) else f'{METHOD}-{name}'}-seed{seed}"
+
+
+def archived_experiment(name: str, preset: str = "cpu", *, seed: int = 0) -> ArchiveLookup:
+    """The committed record of experiment ``name`` at ``seed`` under ``preset``
+    (:func:`poselib.engine.records.find_archived`), if it belongs to the model the current recipe, training data
+    and starting weights would train; otherwise the lookup says why not. Needs the preset's data set."""
+    r = experiment_recipe(name, preset)
+    val_ann, _ = dataset_split(r.dataset, "val")
+    return find_archived(record_name(name, seed), preset, run_name=topdown.run_name(r, seed),
+                         val_sha256=file_sha256(val_ann))
+
+
 def seed_spread(name: str, preset: str = "cpu", *, seeds: Sequence[int] = (0, 1), device: str = "auto",
                 progress: bool = True) -> dict[int, float]:
-    """AP of experiment ``name`` for each of ``seeds`` (each trained, or loaded from the model cache, and
-    recorded by :func:`run_experiment`): the run-to-run spread that :func:`gap_against_spread` weighs a difference
-    against."""
-    return {seed: run_experiment(name, preset, seed=seed, device=device, progress=progress)["AP"] for seed in seeds}
+    """AP of experiment ``name`` for each of ``seeds``: the run-to-run spread that :func:`gap_against_spread` weighs
+    a difference against. Each seed is trained (or loaded from the model cache) and recorded by
+    :func:`run_experiment`, except the seeds :data:`ARCHIVED_SEEDS` lists for ``(preset, name)``, which come from
+    the archive (NaN without a current record)."""
+    archived = ARCHIVED_SEEDS.get(preset, {}).get(name, ())
+    result = {}
+    for seed in seeds:
+        if seed in archived:
+            record = archived_experiment(name, preset, seed=seed).record
+            result[seed] = float("nan") if record is None else float(record["metrics"]["AP"])
+        else:
+            result[seed] = run_experiment(name, preset, seed=seed, device=device, progress=progress)["AP"]
+    return result
+
+
+def spread_points(names: Sequence[str], preset: str = "cpu", *, seeds: Sequence[int] = (0, 1), device: str = "auto",
+                  progress: bool = True) -> float:
+    """The largest range of AP over ``seeds`` among experiments ``names`` (:func:`seed_spread`), in AP points
+    (percent): the tolerance the chapters' ablation tables use. NaN when no experiment has two measured seeds."""
+    ranges = []
+    for name in names:
+        values = [v for v in seed_spread(name, preset, seeds=seeds, device=device, progress=progress).values()
+                  if not np.isnan(v)]
+        if len(values) > 1:
+            ranges.append(100 * float(np.ptp(values)))
+    return max(ranges) if ranges else float("nan")
 
 
 def gap_against_spread(baseline: Mapping[int, float], other: float, factor: float = 2.0) -> dict[str, float | bool]:
@@ -366,6 +414,40 @@ def beyond_spread(difference: float, spread: float, factor: float = 2.0) -> bool
     """Whether an AP ``difference`` exceeds ``factor`` times a two-seed ``spread`` (same units; False when the
     spread is NaN): the rule of :func:`gap_against_spread`, for differences between two single runs."""
     return bool(not np.isnan(spread) and abs(difference) > factor * spread)
+
+
+def verdict(difference: float, spread: float, factor: float = 2.0) -> str:
+    """``"a gain"``, ``"a loss"`` or ``"a tie"`` for an AP ``difference`` judged by :func:`beyond_spread`;
+    ``"not measured"`` when the difference is NaN."""
+    if np.isnan(difference):
+        return "not measured"
+    if not beyond_spread(difference, spread, factor):
+        return "a tie"
+    return "a gain" if difference > 0 else "a loss"
+
+
+def ablation_steps(table, steps: Sequence[tuple[str, str, str]], spread: float, factor: float = 2.0):
+    """The steps of an ablation table, one row per ``(from, to, label)`` of experiments in ``table`` (an
+    :func:`experiment_table`, AP in percent): ``paper change`` and ``our change`` (AP points), ``our verdict``
+    against the two-seed ``spread`` (points; :func:`verdict`) and ``direction``: ``"agrees"`` when ours is beyond
+    the spread in the paper's direction, ``"opposite"`` when beyond it against the paper, ``"tie"`` within it,
+    ``"not measured"`` without our AP, ``"no paper figure"`` when the paper gives no AP for a side."""
+    import pandas as pd
+
+    rows = []
+    for start, end, label in steps:
+        paper = float(table.loc[end, "paper AP"] - table.loc[start, "paper AP"])
+        ours = float(table.loc[end, "our AP"] - table.loc[start, "our AP"])
+        said = verdict(ours, spread, factor)
+        if said in ("not measured", "a tie"):
+            direction = "not measured" if said == "not measured" else "tie"
+        elif np.isnan(paper):
+            direction = "no paper figure"
+        else:
+            direction = "agrees" if np.sign(ours) == np.sign(paper) else "opposite"
+        rows.append({"step": label, "from": start, "to": end, "paper change": paper, "our change": ours,
+                     "our verdict": said, "direction": direction})
+    return pd.DataFrame(rows).set_index("step")
 
 
 def paper_size_complexity(model: str, input_size: tuple[int, int] = (256, 192), **model_kwargs) -> dict[str, float]:
@@ -395,6 +477,7 @@ PAPER: dict[str, dict[str, float]] = {
     "hourglass-4stage-ctf": {"AP": 72.5},
     "mspn-2stage-k77": {"AP": 74.2},
     "mspn-2stage-k55": {"AP": 74.0},
+    "single-r50": {"gflops": 4.4, "AP": 71.5},
     "single-r101": {"gflops": 7.5, "AP": 73.1},
     "single-r152": {"gflops": 11.2, "AP": 73.6},
 }
@@ -404,7 +487,9 @@ def experiment_table(names: Sequence[str], preset: str = "cpu", *, seed: int = 0
                      progress: bool = True):
     """A DataFrame, one row per experiment: the paper's FLOPs and AP beside our GMACs of the paper-size model
     (256x192, :func:`paper_size_complexity`), our model's GMACs at the preset's size, and our AP (in percent,
-    flip test, ground-truth boxes) where the experiment trains under ``preset`` (:data:`TRAINED_AT`), else NaN."""
+    flip test, ground-truth boxes) with its ``source``: ``"this build"`` where the experiment trains under
+    ``preset`` (:data:`TRAINED_AT`); else the committed record of the same model trained outside the build
+    (:func:`archived_experiment`; ``"archive: <date>, commit <sha>"``); else NaN and why."""
     import math
 
     import pandas as pd
@@ -419,9 +504,15 @@ def experiment_table(names: Sequence[str], preset: str = "cpu", *, seed: int = 0
         if name in TRAINED_AT[preset]:
             result = run_experiment(name, preset, seed=seed, device=device, progress=progress)
             row.update({"our AP": 100 * result["AP"], f"our GMACs ({preset})": result["gmacs"],
-                        "train (min)": result["train_s"] / 60})
+                        "train (min)": result["train_s"] / 60, "source": "this build"})
+        elif (found := archived_experiment(name, preset, seed=seed)).record is not None:
+            record = found.record
+            row.update({"our AP": 100 * record["metrics"]["AP"], f"our GMACs ({preset})": record["gmacs"],
+                        "train (min)": record["wall_time_s"] / 60,
+                        "source": f"archive: {record['created_utc'][:10]}, commit {record['git']['commit'][:7]}"})
         else:
-            row.update({"our AP": math.nan, f"our GMACs ({preset})": math.nan, "train (min)": math.nan})
+            row.update({"our AP": math.nan, f"our GMACs ({preset})": math.nan, "train (min)": math.nan,
+                        "source": f"not trained under {preset!r} ({found.problem})"})
         rows.append(row)
     return pd.DataFrame(rows).set_index("experiment")
 

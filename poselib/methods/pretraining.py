@@ -53,6 +53,12 @@ def _cached_backbone(preset: str, seed: int, cache: str, device: str, progress: 
     return BackboneWeights(state, trained.run_dir.name)
 
 
+def backbone_source(preset: str) -> str:
+    """The run folder name of the weights :func:`start_backbone` copies at ``preset`` (chapter 0.4's model at seed
+    :data:`SOURCE_SEED`), computed without training it."""
+    return topdown.run_name(simple_baseline.recipe(preset), SOURCE_SEED)
+
+
 def start_backbone(module: nn.Module, backbone_from: str | None, *, device: str = "auto",
                    progress: bool = True) -> str | None:
     """Copy chapter 0.4's backbone (seed :data:`SOURCE_SEED`) at preset ``backbone_from`` into ``module`` and return
@@ -81,4 +87,4 @@ def load_backbone(module: nn.Module, weights: BackboneWeights) -> None:
                          f"chapter 0.4's model): {error}") from error
 
 
-__all__ = ["SOURCE_SEED", "BackboneWeights", "load_backbone", "simple_baseline_backbone", "start_backbone"]
+__all__ = ["SOURCE_SEED", "BackboneWeights", "backbone_source", "load_backbone", "simple_baseline_backbone", "start_backbone"]

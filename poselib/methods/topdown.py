@@ -21,7 +21,7 @@ from poselib.codecs import decode, heatmap
 from poselib.data.datasets import TopDownDataset
 from poselib.data.transforms import AugmentConfig
 from poselib.engine import Trainer, TrainConfig, TrainResult
-from poselib.engine.cache import run_dir, stored_metrics
+from poselib.engine.cache import config_hash, run_dir, stored_metrics
 from poselib.engine.checkpoint import trained_run
 from poselib.engine.flops import count_macs
 from poselib.engine.records import TrainedSummary, file_sha256
@@ -163,6 +163,30 @@ class TrainedTopDown:
         return self.run_dir / "metrics.jsonl"
 
 
+def cache_key(recipe: TopDownRecipe, seed: int, train_ann: str | Path, backbone_source: str | None = None) -> dict:
+    """What names a trained model in the model cache: the recipe, the seed, the SHA-256 of the training annotation
+    file (a regenerated data set must not reuse a model trained on the old one) and, with ``backbone_from``, the
+    run folder of the starting weights."""
+    key: dict = {"recipe": recipe_config(recipe), "seed": seed}
+    if backbone_source is not None:
+        key["backbone_source"] = backbone_source
+    key["train_data_sha256"] = file_sha256(train_ann)
+    return key
+
+
+def run_name(recipe: TopDownRecipe, seed: int = 0) -> str:
+    """The model-cache folder name :func:`train` gives ``recipe`` and ``seed``, computed without training or
+    building anything (it reads the training annotation file, which must exist): what an archived record of the
+    same model names (:func:`poselib.engine.records.find_archived`)."""
+    source = None
+    if recipe.backbone_from is not None:
+        from poselib.methods import pretraining  # which imports this module
+
+        source = pretraining.backbone_source(recipe.backbone_from)
+    train_ann, _ = dataset_split(recipe.dataset, "train")
+    return f"{recipe.name}-{config_hash(cache_key(recipe, seed, train_ann, source))}"
+
+
 def train(
     recipe: TopDownRecipe,
     *,
@@ -184,15 +208,13 @@ def train(
     device = str(resolve_device(device))
     torch.manual_seed(seed)  # the initial weights depend on the seed alone, not on what the caller drew before
     model = build_model(recipe.model, **recipe.model_kwargs)
-    key: dict = {"recipe": recipe_config(recipe), "seed": seed}
+    source = None
     if recipe.backbone_from is not None:
         from poselib.methods import pretraining  # which imports this module
 
-        key["backbone_source"] = pretraining.start_backbone(model, recipe.backbone_from, device=device, progress=progress)
+        source = pretraining.start_backbone(model, recipe.backbone_from, device=device, progress=progress)
     train_set, val_set = build_datasets(recipe, seed, stride=getattr(model, "stride", 4))
-    # the data's hash is part of the key: a regenerated data set must not reuse a model trained on the old one
-    key["train_data_sha256"] = file_sha256(train_set.ann_path)
-    folder = run_dir(recipe.name, key)
+    folder = run_dir(recipe.name, cache_key(recipe, seed, train_set.ann_path, source))
     trainer = Trainer(_train_config(recipe, seed, device, progress), folder)
     val_fn = None
     if recipe.val_every_epoch:
