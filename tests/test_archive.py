@@ -32,7 +32,11 @@ def test_archiving_copies_a_clean_record_and_refuses_a_dirty_one(tmp_path):
     _write(tmp_path, "mspn-x-seed0", run_dir="mspn-aaa")
     archived = records.archive_record("mspn-x-seed0", "cpu", source=tmp_path / "results", archive=tmp_path / "archive")
     assert archived == tmp_path / "archive" / "cpu" / "mspn-x-seed0.json"
-    assert json.loads(archived.read_text()) == json.loads((tmp_path / "results" / "cpu" / "mspn-x-seed0.json").read_text())
+    copy, original = (json.loads(p.read_text()) for p in (archived, tmp_path / "results" / "cpu" / "mspn-x-seed0.json"))
+    assert original["extra"]["run_dir"] == "/anywhere/runs/mspn-aaa" and copy["extra"]["run_dir"] == "mspn-aaa"
+    assert copy["dataset"]["path"] == "ann.json" and copy["dataset"]["sha256"] == original["dataset"]["sha256"]
+    assert {k: v for k, v in copy.items() if k not in ("extra", "dataset")} == {
+        k: v for k, v in original.items() if k not in ("extra", "dataset")}
 
     _write(tmp_path, "mspn-y-seed0", run_dir="mspn-bbb", dirty=True)
     with pytest.raises(ValueError, match="uncommitted changes"):
@@ -98,6 +102,7 @@ def test_archive_command_lists_status_and_refuses_unknown_experiments(tmp_path, 
     assert main(["archive", "mspn", "--preset", "smoke"]) == 0
     listing = capsys.readouterr().out
     assert all(name in listing for name in mspn.EXPERIMENTS) and "no archived record" in listing
+    assert "mspn-1stage                  trained in the book's build" in listing
     assert main(["archive", "mspn", "mspn-9stage"]) == 2
     assert "mspn-9stage" in capsys.readouterr().err
 

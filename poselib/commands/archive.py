@@ -23,8 +23,8 @@ from poselib.presets import PRESETS
 
 HELP = "train experiments outside the book's build and archive their records"
 
-#: methods whose experiments can be archived: name -> module with EXPERIMENTS, run_experiment, record_name,
-#: archived_experiment
+#: methods whose experiments can be archived: name -> module with EXPERIMENTS, TRAINED_AT, run_experiment,
+#: record_name, archived_experiment
 METHODS: dict[str, str] = {"mspn": "poselib.methods.mspn"}
 
 
@@ -49,8 +49,11 @@ def run(args: argparse.Namespace) -> int:
         return 2
     if not args.experiments:
         for name in method.EXPERIMENTS:
-            found = method.archived_experiment(name, args.preset, seed=args.seed)
-            status = "current" if found.record is not None else found.problem
+            if name in method.TRAINED_AT[args.preset]:
+                status = "trained in the book's build"
+            else:
+                found = method.archived_experiment(name, args.preset, seed=args.seed)
+                status = "current" if found.record is not None else found.problem
             print(f"{name:28s} {status}")
         return 0
     for name in args.experiments:

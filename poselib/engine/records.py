@@ -244,8 +244,9 @@ def records_table(records: Iterable[Mapping[str, Any]], columns: list[str]) -> "
 def archive_record(name: str, preset: str, *, source: str | Path | None = None, archive: str | Path | None = None) -> Path:
     """Copy the record ``(source or results_root()) / preset / f"{name}.json"`` into the archive
     ``(archive or archive_root()) / preset`` (the committed folder the book reads beside its own records) and
-    return the copy's path. Refuses a record written from a checkout with uncommitted changes, whose commit would
-    not say which code trained the model."""
+    return the copy's path. The copy names the run folder by its name alone and the data by its path in the project
+    (or its file name), not by folders of the machine that made it. Refuses a record written from a checkout with
+    uncommitted changes, whose commit would not say which code trained the model."""
     _check_name(name)
     check_preset(preset)
     path = Path(source or paths.results_root()) / preset / f"{name}.json"
@@ -256,6 +257,18 @@ def archive_record(name: str, preset: str, *, source: str | Path | None = None, 
     if not git.get("commit") or git.get("dirty"):
         raise ValueError(f"{path}: written from a checkout with uncommitted changes (or outside git); retrain from a "
                          "clean commit before archiving, so the record names the code that trained it")
+    # a committed record names no folder of the machine that made it: the run folder by name, data by project path
+    extra = dict(record.get("extra") or {})
+    if extra.get("run_dir"):
+        extra["run_dir"] = Path(str(extra["run_dir"])).name
+    dataset = dict(record.get("dataset") or {})
+    if dataset.get("path"):
+        data_path = Path(str(dataset["path"]))
+        try:
+            dataset["path"] = str(data_path.resolve().relative_to(paths.project_root().resolve()))
+        except ValueError:
+            dataset["path"] = data_path.name
+    record = {**record, "extra": extra, "dataset": dataset}
     target = Path(archive or paths.archive_root()) / preset / path.name
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.with_name(f".{target.name}.tmp")

@@ -34,7 +34,7 @@ from poselib.losses import per_keypoint_mse
 from poselib.methods import topdown
 from poselib.methods.splits import dataset_split
 from poselib.methods.topdown import CPU_SCHEDULE, TopDownRecipe
-from poselib.presets import PRESET_DATASET, check_preset
+from poselib.presets import PRESET_DATASET, check_preset, resolve_device
 
 METHOD = "mspn"
 
@@ -340,7 +340,8 @@ def run_experiment(name: str, preset: str = "cpu", *, seed: int = 0, device: str
     write_record(
         record_name(name, seed), method=METHOD, config={"recipe": asdict(r), "seed": seed, "experiment": name},
         preset=preset, dataset=dataset_info(r.dataset, trained.val_set.ann_path), metrics=metrics,
-        params_m=cost["params_m"], gmacs=cost["gmacs"], wall_time_s=trained.result.wall_time_s, device=device,
+        params_m=cost["params_m"], gmacs=cost["gmacs"], wall_time_s=trained.result.wall_time_s,
+        device=str(resolve_device(device)),
         extra={"run_dir": str(trained.run_dir)},
     )
     return {"name": name, "what": EXPERIMENTS[name][1], "AP": metrics["AP"], "AP50": metrics.get("AP50"),
