@@ -109,8 +109,13 @@ def test_archive_command_lists_status_and_refuses_unknown_experiments(tmp_path, 
 
 def test_archived_seeds_feed_the_spread_without_training(tmp_path, monkeypatch):
     monkeypatch.setenv("POSELIB_ARCHIVE", str(tmp_path / "archive"))
-    monkeypatch.setattr(mspn, "ARCHIVED_SEEDS", {"smoke": {"mspn-3stage": (0, 1)}})
-    monkeypatch.setattr(mspn, "run_experiment", lambda *a, **k: pytest.fail("an archived seed must not train"))
+    # mspn-3stage does not train in the smoke build: every seed from the archive; mspn-1stage does, but its seed 1
+    # is listed as archived
+    monkeypatch.setattr(mspn, "ARCHIVED_SEEDS", {"smoke": {"mspn-1stage": (1,)}})
+    trained = []
+    monkeypatch.setattr(mspn, "run_experiment", lambda name, preset, seed, **k: trained.append((name, seed)) or {"AP": 0.5})
+    assert mspn.seed_spread("mspn-1stage", "smoke", seeds=(0, 1)) == pytest.approx({0: 0.5, 1: float("nan")}, nan_ok=True)
+    assert trained == [("mspn-1stage", 0)]
     recipe = mspn.experiment_recipe("mspn-3stage", "smoke")
     val_sha = records.file_sha256(dataset_split(recipe.dataset, "val")[0])
     for seed, ap in ((0, 0.321),):  # seed 0 only, at first
@@ -124,3 +129,4 @@ def test_archived_seeds_feed_the_spread_without_training(tmp_path, monkeypatch):
            preset="smoke")
     records.archive_record(mspn.record_name("mspn-3stage", 1), "smoke", source=tmp_path / "results")
     assert mspn.spread_points(["mspn-3stage"], "smoke") == pytest.approx(2.1)
+    assert trained == [("mspn-1stage", 0)]  # nothing else trained

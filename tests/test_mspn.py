@@ -352,6 +352,7 @@ def test_verdict_and_ablation_steps_judge_changes_against_the_spread():
     assert steps["our change"].round(2).tolist()[:3] == [1.0, -2.0, 0.8]
     assert steps["our verdict"].tolist() == ["a gain", "a loss", "a tie", "not measured", "a gain"]
     assert steps["direction"].tolist() == ["agrees", "opposite", "tie", "not measured", "no paper figure"]
+    assert (steps["spread"] == 0.4).all()
 
 
 def test_an_experiment_starts_from_chapter_0_4_only_where_its_resnet_18_fits():

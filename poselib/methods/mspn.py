@@ -304,9 +304,9 @@ TRAINED_AT: dict[str, tuple[str, ...]] = {
     "coco": tuple(EXPERIMENTS),
 }
 
-#: seeds of build-trained experiments that come from the archive instead (:func:`seed_spread`): under ``cpu`` the
-#: two-stage MSPN's second seed, so that the two-stage ablations are judged by a two-stage spread too, without
-#: paying for a second two-stage training in every build.
+#: seeds of build-trained experiments that come from the archive instead (:func:`seed_spread`; experiments the build
+#: does not train take every seed from it): under ``cpu`` the two-stage MSPN's second seed, so that the two-stage
+#: ablations are judged by a two-stage spread too, without paying for a second two-stage training in every build.
 ARCHIVED_SEEDS: dict[str, dict[str, tuple[int, ...]]] = {"cpu": {"mspn-2stage": (1,)}}
 
 
@@ -367,13 +367,15 @@ def archived_experiment(name: str, preset: str = "cpu", *, seed: int = 0) -> Arc
 def seed_spread(name: str, preset: str = "cpu", *, seeds: Sequence[int] = (0, 1), device: str = "auto",
                 progress: bool = True) -> dict[int, float]:
     """AP of experiment ``name`` for each of ``seeds``: the run-to-run spread that :func:`gap_against_spread` weighs
-    a difference against. Each seed is trained (or loaded from the model cache) and recorded by
-    :func:`run_experiment`, except the seeds :data:`ARCHIVED_SEEDS` lists for ``(preset, name)``, which come from
-    the archive (NaN without a current record)."""
+    a difference against. Where ``name`` trains in the build (:data:`TRAINED_AT`), each seed is trained (or loaded
+    from the model cache) and recorded by :func:`run_experiment`, except the seeds :data:`ARCHIVED_SEEDS` lists;
+    those, and every seed of an experiment the build does not train, come from the archive (NaN without a current
+    record)."""
     archived = ARCHIVED_SEEDS.get(preset, {}).get(name, ())
+    in_build = name in TRAINED_AT[preset]
     result = {}
     for seed in seeds:
-        if seed in archived:
+        if seed in archived or not in_build:
             record = archived_experiment(name, preset, seed=seed).record
             result[seed] = float("nan") if record is None else float(record["metrics"]["AP"])
         else:
@@ -429,8 +431,8 @@ def verdict(difference: float, spread: float, factor: float = 2.0) -> str:
 
 def ablation_steps(table, steps: Sequence[tuple[str, str, str]], spread: float, factor: float = 2.0):
     """The steps of an ablation table, one row per ``(from, to, label)`` of experiments in ``table`` (an
-    :func:`experiment_table`, AP in percent): ``paper change`` and ``our change`` (AP points), ``our verdict``
-    against the two-seed ``spread`` (points; :func:`verdict`) and ``direction``: ``"agrees"`` when ours is beyond
+    :func:`experiment_table`, AP in percent): ``paper change`` and ``our change`` (AP points), the two-seed
+    ``spread`` (points) they are judged against, ``our verdict`` (:func:`verdict`) and ``direction``: ``"agrees"`` when ours is beyond
     the spread in the paper's direction, ``"opposite"`` when beyond it against the paper, ``"tie"`` within it,
     ``"not measured"`` without our AP, ``"no paper figure"`` when the paper gives no AP for a side."""
     import pandas as pd
@@ -447,7 +449,7 @@ def ablation_steps(table, steps: Sequence[tuple[str, str, str]], spread: float, 
         else:
             direction = "agrees" if np.sign(ours) == np.sign(paper) else "opposite"
         rows.append({"step": label, "from": start, "to": end, "paper change": paper, "our change": ours,
-                     "our verdict": said, "direction": direction})
+                     "spread": spread, "our verdict": said, "direction": direction})
     return pd.DataFrame(rows).set_index("step")
 
 
