@@ -130,3 +130,10 @@ def test_archived_seeds_feed_the_spread_without_training(tmp_path, monkeypatch):
     records.archive_record(mspn.record_name("mspn-3stage", 1), "smoke", source=tmp_path / "results")
     assert mspn.spread_points(["mspn-3stage"], "smoke") == pytest.approx(2.1)
     assert trained == [("mspn-1stage", 0)]  # nothing else trained
+
+
+def test_archive_command_refuses_a_dirty_checkout_before_training(monkeypatch, capsys):
+    monkeypatch.setattr(records, "git_state", lambda folder=None: {"commit": "0123456789abcdef", "dirty": True})
+    monkeypatch.setattr(mspn, "run_experiment", lambda *a, **k: pytest.fail("must not train"))
+    assert main(["archive", "mspn", "mspn-3stage", "--preset", "smoke"]) == 1
+    assert "uncommitted changes" in capsys.readouterr().err

@@ -39,7 +39,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from poselib.engine.records import archive_record
+    from poselib.engine.records import archive_record, git_state
 
     method = importlib.import_module(METHODS[args.method])
     unknown = [name for name in args.experiments if name not in method.EXPERIMENTS]
@@ -56,6 +56,11 @@ def run(args: argparse.Namespace) -> int:
                 status = "current" if found.record is not None else found.problem
             print(f"{name:28s} {status}")
         return 0
+    state = git_state()
+    if state is None or state["dirty"]:  # found out before training, not after
+        print("poselib archive: the checkout has uncommitted changes (or is not a git checkout); commit them first, "
+              "so that the records name the code that trains them", file=sys.stderr)
+        return 1
     for name in args.experiments:
         result = method.run_experiment(name, args.preset, seed=args.seed, device=args.device,
                                        progress=not args.no_progress)

@@ -305,7 +305,7 @@ def find_archived(name: str, preset: str, *, run_name: str, val_sha256: str | No
     trained = Path(str((record.get("extra") or {}).get("run_dir", ""))).name
     if trained != run_name:
         return ArchiveLookup(None, f"{path.name} is stale: it was trained as {trained or 'an unnamed run'}, the "
-                                   f"current recipe, seed and data give {run_name}")
+                                   f"current recipe, seed, data and start give {run_name}")
     if val_sha256 is not None and (record.get("dataset") or {}).get("sha256") != val_sha256:
         return ArchiveLookup(None, f"{path.name} is stale: it was evaluated on other validation data")
     git = record.get("git") or {}
