@@ -295,8 +295,8 @@ EXPERIMENTS: dict[str, tuple[dict, str]] = {
 
 #: which experiments train in the book's build under each preset (the rest come from the archive where it holds a
 #: current record, :func:`archived_experiment`, else show the paper's numbers only). The cpu preset
-#: trains the models its chapters need most (with a second seed of the one stage, chapter 4.4): 4.3 to 4.7 minutes
-#: of training on 2 cores (measured), most of Part IV's six-minute share.
+#: trains the models its chapters need most (with a second seed of the one stage for the spread, first asked for in
+#: chapter 4.1): 4.3 to 4.7 minutes of training on 2 cores (measured), most of Part IV's six-minute share.
 TRAINED_AT: dict[str, tuple[str, ...]] = {
     "smoke": ("mspn-1stage", "mspn-2stage", "mspn-2stage-ctf", "mspn-2stage-base", "mspn-2stage-k77", "hourglass-2stage"),
     "cpu": ("mspn-1stage", "mspn-2stage"),
