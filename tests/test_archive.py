@@ -132,6 +132,18 @@ def test_archived_seeds_feed_the_spread_without_training(tmp_path, monkeypatch):
     assert trained == [("mspn-1stage", 0)]  # nothing else trained
 
 
+def test_one_rule_says_which_seeds_the_build_trains(tmp_path, monkeypatch, capsys):
+    assert mspn.trains_in_build("mspn-2stage", "cpu", 0) and not mspn.trains_in_build("mspn-2stage", "cpu", 1)
+    assert not mspn.trains_in_build("mspn-3stage", "cpu") and mspn.trains_in_build("mspn-3stage", "gpu")
+    # the listing follows it: a build-trained experiment's archived seed is looked up, not called build-trained
+    monkeypatch.setenv("POSELIB_ARCHIVE", str(tmp_path / "archive"))
+    monkeypatch.setattr(mspn, "ARCHIVED_SEEDS", {"smoke": {"mspn-1stage": (1,)}})
+    assert main(["archive", "mspn", "--preset", "smoke", "--seed", "1"]) == 0
+    listing = capsys.readouterr().out
+    assert "mspn-1stage                  no archived record mspn-1stage-seed1.json" in listing
+    assert "mspn-2stage                  trained in the book's build" in listing
+
+
 def test_archive_command_refuses_a_dirty_checkout_before_training(monkeypatch, capsys):
     monkeypatch.setattr(records, "git_state", lambda folder=None: {"commit": "0123456789abcdef", "dirty": True})
     monkeypatch.setattr(mspn, "run_experiment", lambda *a, **k: pytest.fail("must not train"))

@@ -332,6 +332,34 @@ def test_channels_last_on_the_cpu_trains_the_same_model(tmp_path, channels_last)
         torch.testing.assert_close(result.model.state_dict()[key], value, rtol=1e-4, atol=1e-5)
 
 
+def test_text_write_is_atomic(tmp_path, monkeypatch):
+    from poselib.engine.checkpoint import write_text_atomic
+
+    path = write_text_atomic(tmp_path / "sub" / "record.json", "old")
+    assert path.read_text() == "old"
+    real_open = open
+
+    class TornFile:
+        def __init__(self, name, mode):
+            self.f = real_open(name, mode)
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            self.f.close()
+
+        def write(self, text):
+            self.f.write(text[:1])
+            raise OSError("disk full")
+
+    monkeypatch.setattr("builtins.open", TornFile)
+    with pytest.raises(OSError, match="disk full"):
+        write_text_atomic(path, "new")
+    monkeypatch.undo()
+    assert path.read_text() == "old" and [p.name for p in path.parent.iterdir()] == ["record.json"]
+
+
 def test_checkpoint_save_is_atomic(tmp_path, monkeypatch):
     path = tmp_path / "last.pt"
     save_checkpoint(path, {"model": {"w": torch.ones(3)}})

@@ -292,21 +292,6 @@ def test_smoke_recipe_trains_and_evaluates_end_to_end(tmp_path, monkeypatch):
     assert 0.0 <= metrics["AP"] <= 1.0
 
 
-def test_gap_against_spread_by_hand():
-    inside = method.gap_against_spread({0: 0.30, 1: 0.32}, 0.345)
-    assert inside["gap"] == pytest.approx(0.035) and inside["spread"] == pytest.approx(0.02)
-    assert not inside["beyond_spread"]  # 0.035 < 2 x 0.02
-    assert method.gap_against_spread({0: 0.30, 1: 0.32}, 0.345, factor=1.0)["beyond_spread"]
-    above = method.gap_against_spread({0: 0.30, 1: 0.32}, 0.36)
-    assert above["gap"] == pytest.approx(0.05) and above["beyond_spread"]
-    below = method.gap_against_spread({0: 0.30, 1: 0.32}, 0.25)
-    assert below["gap"] == pytest.approx(-0.06) and below["beyond_spread"]
-    one_seed = method.gap_against_spread({0: 0.30}, 0.50)
-    assert np.isnan(one_seed["spread"]) and not one_seed["beyond_spread"]
-    with pytest.raises(ValueError, match="no AP"):
-        method.gap_against_spread({}, 0.3)
-
-
 def test_beyond_spread_needs_twice_the_range():
     assert not method.beyond_spread(1.9, 1.0) and method.beyond_spread(2.1, 1.0) and method.beyond_spread(-2.1, 1.0)
     assert method.beyond_spread(1.5, 1.0, factor=1.0)

@@ -23,7 +23,7 @@ from poselib.presets import PRESETS
 
 HELP = "train experiments outside the book's build and archive their records"
 
-#: methods whose experiments can be archived: name -> module with EXPERIMENTS, TRAINED_AT, run_experiment,
+#: methods whose experiments can be archived: name -> module with EXPERIMENTS, trains_in_build, run_experiment,
 #: record_name, archived_experiment
 METHODS: dict[str, str] = {"mspn": "poselib.methods.mspn"}
 
@@ -49,7 +49,7 @@ def run(args: argparse.Namespace) -> int:
         return 2
     if not args.experiments:
         for name in method.EXPERIMENTS:
-            if name in method.TRAINED_AT[args.preset]:
+            if method.trains_in_build(name, args.preset, args.seed):
                 status = "trained in the book's build"
             else:
                 found = method.archived_experiment(name, args.preset, seed=args.seed)

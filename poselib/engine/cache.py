@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, Callable, Mapping
 
 from poselib import paths
+from poselib.engine.checkpoint import write_text_atomic
 from poselib.engine.records import dump_json, to_jsonable
 
 HASH_CHARS = 12
@@ -41,9 +42,7 @@ def run_dir(name: str, config: Mapping[str, Any], root: str | Path | None = None
         if json.loads(config_file.read_text()) != json.loads(text):
             raise RuntimeError(f"{config_file}: holds a different config with the same hash; delete the folder")
     else:
-        tmp = folder / ".config.json.tmp"
-        tmp.write_text(text)
-        tmp.replace(config_file)
+        write_text_atomic(config_file, text)
     return folder
 
 
@@ -69,7 +68,5 @@ def stored_metrics(folder: str | Path, key: Mapping[str, Any], compute: Callable
         except (OSError, ValueError, KeyError, AttributeError):
             pass
     metrics = dict(compute())
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(dump_json({"key": wanted, "metrics": metrics}))
-    tmp.replace(path)
+    write_text_atomic(path, dump_json({"key": wanted, "metrics": metrics}))
     return metrics

@@ -1,4 +1,5 @@
-"""Checkpoint files: atomic saving, loading with clear errors, and the RNG state that makes resume exact."""
+"""Checkpoint files: atomic saving (also of text files), loading with clear errors, and the RNG state that makes
+resume exact."""
 
 from __future__ import annotations
 
@@ -9,6 +10,23 @@ from typing import Any
 
 import numpy as np
 import torch
+
+
+def write_text_atomic(path: str | Path, text: str) -> Path:
+    """Write ``text`` to ``path`` through a temporary file beside it that is then renamed over it, so an interrupted
+    write leaves the previous file whole (and no temporary file) and a reader never sees half a file. Creates the
+    parent folder."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    try:
+        with open(tmp, "w") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    return path
 
 
 def save_checkpoint(path: str | Path, state: dict[str, Any]) -> Path:

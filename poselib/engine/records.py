@@ -22,6 +22,7 @@ import numpy as np
 import torch
 
 from poselib import paths
+from poselib.engine.checkpoint import write_text_atomic
 from poselib.engine.distributed import is_main_process
 from poselib.presets import check_preset
 
@@ -174,12 +175,7 @@ def write_record(
         "git": git_state(),
         "created_utc": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
     }
-    text = dump_json(record)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    tmp.replace(path)
-    return path
+    return write_text_atomic(path, dump_json(record))
 
 
 @dataclasses.dataclass
@@ -212,12 +208,8 @@ def read_records(preset: str | None = None, pattern: str = "*", root: str | Path
     records = []
     for folder in folders:
         for path in sorted(folder.glob("*.json")):
-            if not fnmatch.fnmatchcase(path.stem, pattern):
-                continue
-            try:
-                records.append(json.loads(path.read_text()))
-            except json.JSONDecodeError as err:
-                raise ValueError(f"{path}: not a valid JSON record ({err})") from err
+            if fnmatch.fnmatchcase(path.stem, pattern):
+                records.append(_read_record(path))
     return records
 
 
@@ -269,12 +261,7 @@ def archive_record(name: str, preset: str, *, source: str | Path | None = None, 
         except ValueError:
             dataset["path"] = data_path.name
     record = {**record, "extra": extra, "dataset": dataset}
-    target = Path(archive or paths.archive_root()) / preset / path.name
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(f".{target.name}.tmp")
-    tmp.write_text(dump_json(record))
-    tmp.replace(target)
-    return target
+    return write_text_atomic(Path(archive or paths.archive_root()) / preset / path.name, dump_json(record))
 
 
 @dataclasses.dataclass(frozen=True)

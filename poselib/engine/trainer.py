@@ -22,7 +22,6 @@ import dataclasses
 import functools
 import json
 import math
-import os
 import random
 import time
 from dataclasses import dataclass, field
@@ -38,7 +37,13 @@ from tqdm import tqdm
 from poselib.progress import progress_disabled
 
 from poselib.engine import distributed as dist_utils
-from poselib.engine.checkpoint import capture_rng_state, load_checkpoint, restore_rng_state, save_checkpoint
+from poselib.engine.checkpoint import (
+    capture_rng_state,
+    load_checkpoint,
+    restore_rng_state,
+    save_checkpoint,
+    write_text_atomic,
+)
 from poselib.engine.schedules import OPTIMIZERS, SCHEDULES, LRSchedule, build_optimizer
 from poselib.presets import resolve_device
 
@@ -271,9 +276,7 @@ def truncate_metrics_log(path: str | Path, last_step: int) -> None:
     if not path.is_file():
         return
     kept = [json.dumps(obj) for obj in read_metrics_log(path) if obj.get("step", 0) <= last_step]
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text("".join(line + "\n" for line in kept))
-    os.replace(tmp, path)
+    write_text_atomic(path, "".join(line + "\n" for line in kept))
 
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -22,7 +22,7 @@ outside the crop have an all-zero target and weight 0 (mmpose's masking).
 
 from __future__ import annotations
 
-from typing import Callable, Mapping, Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 import torch
@@ -310,6 +310,12 @@ TRAINED_AT: dict[str, tuple[str, ...]] = {
 ARCHIVED_SEEDS: dict[str, dict[str, tuple[int, ...]]] = {"cpu": {"mspn-2stage": (1,)}}
 
 
+def trains_in_build(name: str, preset: str = "cpu", seed: int = 0) -> bool:
+    """Whether the book's build trains experiment ``name`` at ``seed`` under ``preset`` (:data:`TRAINED_AT`, less
+    the seeds :data:`ARCHIVED_SEEDS` lists); otherwise its AP comes from the archive."""
+    return name in TRAINED_AT[preset] and seed not in ARCHIVED_SEEDS.get(preset, {}).get(name, ())
+
+
 def experiment_recipe(name: str, preset: str = "cpu") -> TopDownRecipe:
     """The recipe of experiment ``name`` (a key of :data:`EXPERIMENTS`) under ``preset``."""
     if name not in EXPERIMENTS:
@@ -366,16 +372,13 @@ def archived_experiment(name: str, preset: str = "cpu", *, seed: int = 0) -> Arc
 
 def seed_spread(name: str, preset: str = "cpu", *, seeds: Sequence[int] = (0, 1), device: str = "auto",
                 progress: bool = True) -> dict[int, float]:
-    """AP of experiment ``name`` for each of ``seeds``: the run-to-run spread that :func:`gap_against_spread` weighs
-    a difference against. Where ``name`` trains in the build (:data:`TRAINED_AT`), each seed is trained (or loaded
-    from the model cache) and recorded by :func:`run_experiment`, except the seeds :data:`ARCHIVED_SEEDS` lists;
-    those, and every seed of an experiment the build does not train, come from the archive (NaN without a current
+    """AP of experiment ``name`` for each of ``seeds``: the run-to-run spread that :func:`beyond_spread` weighs a
+    difference against. A seed the build trains (:func:`trains_in_build`) is trained (or loaded from the model
+    cache) and recorded by :func:`run_experiment`; the others come from the archive (NaN without a current
     record)."""
-    archived = ARCHIVED_SEEDS.get(preset, {}).get(name, ())
-    in_build = name in TRAINED_AT[preset]
     result = {}
     for seed in seeds:
-        if seed in archived or not in_build:
+        if not trains_in_build(name, preset, seed):
             record = archived_experiment(name, preset, seed=seed).record
             result[seed] = float("nan") if record is None else float(record["metrics"]["AP"])
         else:
@@ -396,26 +399,14 @@ def spread_points(names: Sequence[str], preset: str = "cpu", *, seeds: Sequence[
     return max(ranges) if ranges else float("nan")
 
 
-def gap_against_spread(baseline: Mapping[int, float], other: float, factor: float = 2.0) -> dict[str, float | bool]:
-    """How ``other`` (one AP) compares with ``baseline`` (AP per seed): ``gap`` to the baseline's mean,
-    ``spread`` (max - min over its seeds; NaN with one seed) and ``beyond_spread`` (``|gap| > factor * spread``;
-    False when the spread is unknown).
-
-    The factor defaults to 2 because two seeds' range is a rough estimate of the scatter: on average it is about
-    1.1 standard deviations of one run, while a gap between one run and a two-seed mean has a standard deviation
-    of about 1.2 of them.
-    """
-    values = np.array(list(baseline.values()), dtype=float)
-    if values.size == 0:
-        raise ValueError("baseline has no AP")
-    gap = float(other - values.mean())
-    spread = float(np.ptp(values)) if values.size > 1 else float("nan")
-    return {"gap": gap, "spread": spread, "beyond_spread": beyond_spread(gap, spread, factor)}
-
-
 def beyond_spread(difference: float, spread: float, factor: float = 2.0) -> bool:
     """Whether an AP ``difference`` exceeds ``factor`` times a two-seed ``spread`` (same units; False when the
-    spread is NaN): the rule of :func:`gap_against_spread`, for differences between two single runs."""
+    spread is NaN).
+
+    The factor defaults to 2 because two seeds' range is a rough estimate of the scatter: on average it is about
+    1.1 standard deviations of one run, while a difference between two single runs has a standard deviation of
+    about 1.4 of them.
+    """
     return bool(not np.isnan(spread) and abs(difference) > factor * spread)
 
 
@@ -490,8 +481,8 @@ def experiment_table(names: Sequence[str], preset: str = "cpu", *, seed: int = 0
                      progress: bool = True):
     """A DataFrame, one row per experiment: the paper's FLOPs and AP beside our GMACs of the paper-size model
     (256x192, :func:`paper_size_complexity`), our model's GMACs at the preset's size, and our AP (in percent,
-    flip test, ground-truth boxes) with its ``source``: ``"this build"`` where the experiment trains under
-    ``preset`` (:data:`TRAINED_AT`); else the committed record of the same model trained outside the build
+    flip test, ground-truth boxes) with its ``source``: ``"this build"`` where the build trains it
+    (:func:`trains_in_build`); else the committed record of the same model trained outside the build
     (:func:`archived_experiment`; ``"archive: <date>, commit <sha>"``); else NaN and why."""
     import math
 
@@ -504,7 +495,7 @@ def experiment_table(names: Sequence[str], preset: str = "cpu", *, seed: int = 0
         row = {"experiment": name, "what": EXPERIMENTS[name][1],
                "paper GFLOPs": PAPER.get(name, {}).get("gflops", math.nan), "our GMACs (256x192)": big["gmacs"],
                "params (M, 256x192)": big["params_m"], "paper AP": PAPER.get(name, {}).get("AP", math.nan)}
-        if name in TRAINED_AT[preset]:
+        if trains_in_build(name, preset, seed):
             result = run_experiment(name, preset, seed=seed, device=device, progress=progress)
             row.update({"our AP": 100 * result["AP"], f"our GMACs ({preset})": result["gmacs"],
                         "train (min)": result["train_s"] / 60, "source": "this build"})

@@ -3,9 +3,9 @@
 It measures what the training engine's ``channels_last`` switch buys on the machine at hand: each memory format
 is timed on the same random batch, and the loss is the sum of squares of every output map (the step's cost
 does not depend on the loss). The two formats' steps alternate, so a machine whose speed drifts during the run
-(shared CPUs do, by a third from hour to hour) slows both alike instead of biasing the ratio. Prints a table and, as its last line, a JSON object ``{"benchmark", "model",
-"device", "threads", "batch", "input", "repeats", "ms_per_step": {"contiguous", "channels_last"},
-"speedup"}``.
+(shared CPUs do, by a third from hour to hour) slows both alike instead of biasing the ratio. Prints a table and,
+as its last line, a JSON object ``{"benchmark", "model", "device", "threads", "batch", "input", "repeats",
+"ms_per_step": {"contiguous", "channels_last"}, "speedup"}``.
 """
 
 from __future__ import annotations
